@@ -1,0 +1,33 @@
+# Every target is one line of real commands; README.md explains them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch + torchvision as one pinned pair (CUDA builds on PyPI; they also run on CPU). Extra pip
+# arguments, e.g. a CPU-only wheel index, go in TORCH_PIP_ARGS.
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+TORCH_PIP_ARGS ?=
+
+.PHONY: setup demo test lab bench lint clean-outputs
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV) && $(BIN)/pip install $(TORCH_PIP_ARGS) $(TORCH_PIN) && $(BIN)/pip install -e ".[dev]" && $(BIN)/python -m ipykernel install --sys-prefix --name editcaption --display-name "EditCaption (.venv)" && touch $@
+
+demo: setup
+	$(BIN)/editcaption run --profile demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+lint: setup
+	$(BIN)/ruff check lib tests benchmarks
+
+clean-outputs:
+	rm -rf outputs

@@ -1,0 +1,99 @@
+"""The `editcaption` command: thin wrappers over the package (imports are lazy so --help is instant)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from editcaption import runner
+
+    results = runner.run_profile(args.profile, only=args.only, run_name=args.run_name,
+                                 output_root=args.output_root, progress=not args.no_progress)
+    for r in results:
+        print(f"{r.status:>6}  {r.seconds:7.1f} s  {r.notebook}  -> {r.executed}")
+    return 0
+
+
+def _cmd_build_tiny_model(args: argparse.Namespace) -> int:
+    from editcaption.models.tiny import build_tiny_model
+
+    out = build_tiny_model(args.preset, args.out, moe=args.moe, seed=args.seed)
+    print(f"tiny Qwen3-VL ({args.preset}{', moe' if args.moe else ''}, seed {args.seed}) written to {out}")
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from editcaption.data.synthetic import synth_main
+
+    out = synth_main(args.n, args.seed, args.size, args.out, layout=args.layout)
+    print(f"{args.n} synthetic pairs (seed {args.seed}, {args.size} px, {args.layout} layout) written to {out}")
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from editcaption import records
+    from editcaption.eval.judges import RuleJudge
+
+    if args.judge != "rule":
+        raise SystemExit(f"--judge {args.judge}: only the rule judge runs from the command line so far")
+    pairs = records.load_pairs(args.pairs)
+    summary = RuleJudge().score_file(pairs, args.instructions, args.out, on_error=args.on_error)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="editcaption", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="execute the numbered notebooks with papermill under a profile")
+    p.add_argument("--profile", required=True, help="profile name in params/ (smoke, demo, ...) or a YAML path")
+    p.add_argument("--only", help="comma-separated notebook numbers, e.g. 01,02")
+    p.add_argument("--run-name", help="folder under outputs/ (default: the profile's run_name)")
+    p.add_argument("--output-root", default="outputs", help="where run folders go")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("build-tiny-model", help="build a randomly initialised tiny Qwen3-VL checkpoint")
+    p.add_argument("--preset", choices=("smoke", "demo"), default="smoke")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--moe", action="store_true", help="build the Qwen3-VL-MoE variant (235B-A22B family)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_build_tiny_model)
+
+    p = sub.add_parser("synth", help="generate synthetic edit pairs with exact ground truth")
+    p.add_argument("--n", type=int, required=True, help="number of pairs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=128, help="image side in pixels")
+    p.add_argument("--layout", choices=("grid", "free"), default="grid")
+    p.add_argument("--out", required=True, help="output folder (a `datasets` folder)")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("score", help="score instructions against pairs' structured ground truth")
+    p.add_argument("--pairs", required=True, help="pairs folder (from `editcaption synth`) or parquet")
+    p.add_argument("--instructions", required=True, help="JSONL of {id, instruction}")
+    p.add_argument("--judge", default="rule", help="rule (LLM judges: notebook 05)")
+    p.add_argument("--out", required=True, help="JSONL of per-pair scores")
+    p.add_argument("--on-error", choices=("raise", "count"), default="raise",
+                   help="bad instruction lines: stop with an error (default) or count and report them")
+    p.set_defaults(func=_cmd_score)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from editcaption.config import ConfigError
+    from editcaption.records import RecordError
+    from editcaption.runner import NotebookFailed
+
+    try:
+        return args.func(args)
+    except (ConfigError, RecordError, NotebookFailed, FileNotFoundError) as exc:
+        print(f"editcaption {args.command}: error: {exc}", file=sys.stderr)
+        return 2 if not isinstance(exc, NotebookFailed) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Where the repository, its notebooks, profiles and run folders are."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT_ENV = "EDITCAPTION_ROOT"  # set to point at a checkout when running from elsewhere
+
+
+def repo_root() -> Path:
+    """The checkout holding notebooks/ and params/: $EDITCAPTION_ROOT, else the first parent of the
+    working directory (or of this package, for an editable install) that has both."""
+    if os.environ.get(ROOT_ENV):
+        root = Path(os.environ[ROOT_ENV]).resolve()
+        if not (root / "params").is_dir():
+            raise FileNotFoundError(f"${ROOT_ENV}={root} has no params/ folder")
+        return root
+    for start in (Path.cwd(), Path(__file__).resolve().parent):
+        for candidate in (start, *start.parents):
+            if (candidate / "params").is_dir() and (candidate / "notebooks").is_dir():
+                return candidate
+    raise FileNotFoundError(
+        "cannot find the EditCaption checkout (a folder with params/ and notebooks/); "
+        f"run from inside it or set ${ROOT_ENV}"
+    )
+
+
+def notebooks_dir() -> Path:
+    return repo_root() / "notebooks"
+
+
+def params_dir() -> Path:
+    return repo_root() / "params"
+
+
+def stage_dir(run_name: str, stage: str, output_root: str | Path = "outputs") -> Path:
+    """outputs/<run_name>/<stage>/ (relative output roots are taken from the repo root), created."""
+    root = Path(output_root)
+    if not root.is_absolute():
+        root = repo_root() / root
+    path = root / run_name / stage
+    path.mkdir(parents=True, exist_ok=True)
+    return path
