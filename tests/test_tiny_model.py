@@ -149,3 +149,19 @@ def test_folder_without_config_error_names_path(tmp_path):
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="empty-model.*config.json"):
         load_model_and_processor(empty)
+
+
+def test_hub_id_passes_through_unchecked():
+    from editcaption.models.loading import _check_source
+
+    assert _check_source("Qwen/Qwen3-VL-32B-Instruct") == "Qwen/Qwen3-VL-32B-Instruct"
+
+
+def test_corpus_override_changes_the_tokenizer(smoke_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    built = build_tiny_model("smoke", tmp_path / "custom", corpus=["a zebra walks past a horse"] * 20)
+    tokenizer = AutoTokenizer.from_pretrained(built)
+    assert len(tokenizer) < len(AutoTokenizer.from_pretrained(smoke_dir))
+    assert tokenizer.tokenize(" zebra") == ["Ġzebra"]
+    assert json.loads((built / "config.json").read_text())["text_config"]["vocab_size"] == len(tokenizer)

@@ -23,12 +23,13 @@ def _check_source(path_or_name: str | Path) -> str:
 
 
 def load_model_and_processor(path_or_name: str | Path, *, dtype="auto", device=None):
-    """`AutoProcessor` + `AutoModelForImageTextToText` from a checkpoint folder or hub id; returns (model, processor)."""
+    """`AutoProcessor` + `AutoModelForImageTextToText` from a checkpoint folder or hub id; returns (model, processor).
+
+    `device` goes to `device_map`: None (CPU), "cuda", "cuda:0", "auto" (spread over the visible GPUs), ...
+    """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     source = _check_source(path_or_name)
     processor = AutoProcessor.from_pretrained(source)
-    model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype)
-    if device is not None:
-        model = model.to(device)
+    model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype, device_map=device)
     return model.eval(), processor
