@@ -12,7 +12,7 @@ from editcaption.models import MAX_IMAGE_TOKENS, PRESETS, build_tiny_model, load
 from editcaption.models.tiny import INFO_FILE, QWEN_ADDED_TOKENS, qwen3_vl_chat_template
 from editcaption.prompts import build_messages
 
-REAL_PAIRS = Path("/work/shared/data/real-pairs")
+from real_data import require_real_pairs
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +109,7 @@ def test_same_seed_same_weights_other_seed_different(smoke_dir, tmp_path):
 
 def test_large_real_image_fits_token_budget(smoke):
     model, processor = smoke
-    sources = sorted(REAL_PAIRS.glob("*/source.*"))
-    if not sources:
-        pytest.skip(f"no real pairs under {REAL_PAIRS}")
+    sources = sorted(require_real_pairs().glob("*/source.*"))
     image = max((Image.open(path) for path in sources), key=lambda im: im.width * im.height).convert("RGB")
     assert image.width * image.height >= 512 * 512
     inputs = _chat_inputs(processor, image, image)
