@@ -44,8 +44,8 @@ def plot_edit_distribution(categories: list[str], edit_types: list[str], *, save
     fig, (ax_pie, ax_bar) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1, 1.2]})
     total = sum(by_cat.values())
     ax_pie.pie([by_cat[c] for c in cats], radius=0.65, colors=[CATEGORY_COLORS.get(c, "#999999") for c in cats],
-               labels=[f"{c or '?'}\n{100 * by_cat[c] / total:.0f}%" for c in cats], labeldistance=0.35,
-               wedgeprops={"width": 0.35, "edgecolor": "white"}, textprops={"fontsize": 8, "color": "white"})
+               labels=[f"{c or '?'}\n{100 * by_cat[c] / total:.0f}%" for c in cats], labeldistance=0.72,
+               wedgeprops={"width": 0.35, "edgecolor": "white"}, textprops={"fontsize": 8, "color": "white", "ha": "center"})
     ax_pie.pie([k for _, _, k in outer], radius=1.0, colors=[CATEGORY_COLORS.get(c, "#999999") for c, _, _ in outer],
                labels=[t for _, t, _ in outer], labeldistance=1.05, textprops={"fontsize": 7},
                wedgeprops={"width": 0.33, "edgecolor": "white", "alpha": 0.75})
