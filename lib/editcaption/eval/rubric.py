@@ -121,6 +121,19 @@ def _check_fraction(name: str, value: float) -> float:
 _EPS = 1e-9  # 2/3 and friends: compare thresholds with a tolerance for float rounding
 
 
+def _tier(value: float, tiers: tuple[tuple[float, float], ...], floor: float) -> float:
+    """The score of the first (threshold, score) tier that `value` reaches (>= threshold), else `floor`."""
+    for threshold, score in tiers:
+        if value >= threshold - _EPS:
+            return score
+    return floor
+
+
+# (threshold, score), highest first; 0 < R < 20 % -> 2.0 (see completeness_from_coverage).
+_COVERAGE_TIERS = ((1.0, 5.0), (0.75, 4.5), (0.6, 4.0), (0.5, 3.0), (2 * _EPS, 2.0))
+_ATTRIBUTE_TIERS = ((1.0, 5.0), (0.6, 4.0), (0.3, 3.0), (2 * _EPS, 2.0))
+
+
 def completeness_from_coverage(coverage: float, covers_secondary: bool) -> float:
     """Listing B.2's strict lookup of primary-change coverage R (a fraction), plus the +0.5 secondary bonus.
 
@@ -129,20 +142,8 @@ def completeness_from_coverage(coverage: float, covers_secondary: bool) -> float
     with 2 (any coverage at all beats none). The bonus (+0.5, capped at 5.0) applies only when R < 1 and
     at least one secondary change is covered; no other adjustment, up or down.
     """
-    r = _check_fraction("coverage", coverage)
-    if r >= 1.0 - _EPS:
-        return 5.0
-    if r >= 0.75 - _EPS:
-        base = 4.5
-    elif r >= 0.6 - _EPS:
-        base = 4.0
-    elif r >= 0.5 - _EPS:
-        base = 3.0
-    elif r > _EPS:
-        base = 2.0
-    else:
-        base = 1.0
-    return min(5.0, base + 0.5) if covers_secondary else base
+    base = _tier(_check_fraction("coverage", coverage), _COVERAGE_TIERS, floor=1.0)
+    return min(5.0, base + 0.5) if covers_secondary and base < 5.0 else base
 
 
 def clarity_ceiling(n_forbidden_terms: int) -> float:
@@ -247,17 +248,7 @@ def clarity_score(n_forbidden: int, attribute_completeness: float, n_words: int 
     (nothing executable). Information density: more than 150 words carrying fewer than 5 information
     points costs 1.0 (the 10 % criterion). The result never goes below 1.0.
     """
-    a = _check_fraction("attribute_completeness", attribute_completeness)
-    if a >= 1.0 - _EPS:
-        level = 5.0
-    elif a >= 0.6 - _EPS:
-        level = 4.0
-    elif a >= 0.3 - _EPS:
-        level = 3.0
-    elif a > _EPS:
-        level = 2.0
-    else:
-        level = 1.0
+    level = _tier(_check_fraction("attribute_completeness", attribute_completeness), _ATTRIBUTE_TIERS, floor=1.0)
     score = min(clarity_ceiling(n_forbidden), level)
     if n_words > 150 and n_info_points < 5:
         score -= 1.0
