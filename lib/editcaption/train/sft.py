@@ -1,0 +1,281 @@
+"""Stage 1 SFT (paper §3.2, eq. 1): cross-entropy on the instruction tokens given the two images, with TRL.
+
+    python -m editcaption.train.sft --profile params/X.yaml [--key value ...]
+    accelerate launch --config_file params/accelerate/zero3.yaml -m editcaption.train.sft --profile ...
+
+Reads the SFT keys of a profile (`TRAINING_KEYS` + `sft_data_path`; `sft_<key>` beats `<key>`), trains with
+`SFTTrainer` (completion-only loss), checkpoints every `save_steps`, resumes from the last complete
+checkpoint in `output_dir`, and writes `final/` (model or LoRA adapter + processor), `train_metrics.json`,
+`trainer_state.json` (log_history) and, when `max_length` drops samples, `dropped_samples.jsonl`.
+"""
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from editcaption.records import RecordError
+from editcaption.train.common import (
+    TRAINING_KEYS,
+    Key,
+    cpu_ddp_backend,
+    describe_batch,
+    gradient_accumulation,
+    last_checkpoint,
+    load_for_training,
+    load_training_params,
+    parse_overrides,
+    world_size,
+)
+
+STAGE = "02_sft"
+PREFIX = "sft_"
+SFT_KEYS: dict[str, Key] = {
+    **TRAINING_KEYS,
+    "sft_data_path": Key((str,), None, "`datasets` folder of TRL rows {images, prompt, completion} or edit pairs"),
+}
+TRL_COLUMNS = {"images", "prompt", "completion"}
+PAIR_COLUMNS = {"source_image", "target_image", "instruction"}
+DROPPED_FILE = "dropped_samples.jsonl"
+METRICS_FILE = "train_metrics.json"
+
+
+def load_sft_dataset(path: str | Path):
+    """A `datasets` folder of TRL vision rows, or of edit pairs converted by `build_sft_example` (by columns)."""
+    import datasets
+
+    from editcaption.prompts import build_sft_example
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise RecordError("SFT data folder does not exist", file=folder)
+    try:
+        ds = datasets.load_from_disk(str(folder))
+    except FileNotFoundError as exc:
+        raise RecordError(f"not a saved `datasets` folder ({exc})", file=folder) from None
+    if isinstance(ds, datasets.DatasetDict):
+        if "train" not in ds:
+            raise RecordError(f"DatasetDict without a 'train' split (splits: {sorted(ds)})", file=folder)
+        ds = ds["train"]
+    columns = set(ds.column_names)
+    if TRL_COLUMNS <= columns:
+        return ds
+    if not PAIR_COLUMNS <= columns:
+        raise RecordError(
+            f"columns {sorted(columns)} are neither TRL rows {sorted(TRL_COLUMNS)} "
+            f"nor edit pairs {sorted(PAIR_COLUMNS)}",
+            file=folder,
+        )
+    for row, instruction in enumerate(ds["instruction"]):
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise RecordError("empty instruction: SFT needs a target text for every pair", file=folder, row=row,
+                              field="instruction")
+    raw = ds.cast_column("source_image", datasets.Image(decode=False)).cast_column(
+        "target_image", datasets.Image(decode=False))
+    keep = ["id"] if "id" in columns else []
+
+    def convert(example):
+        return build_sft_example(example["source_image"], example["target_image"], example["instruction"])
+
+    converted = raw.map(convert, remove_columns=[c for c in raw.column_names if c not in keep])
+    return converted.cast_column("images", datasets.List(datasets.Image()))
+
+
+def _image_size(image) -> tuple[int, int]:
+    """(width, height) of a PIL image or of an undecoded `datasets` image ({bytes, path}); reads the header only."""
+    from PIL import Image
+
+    if hasattr(image, "size") and not isinstance(image, dict):
+        return image.size
+    if image.get("bytes"):
+        with Image.open(io.BytesIO(image["bytes"])) as opened:
+            return opened.size
+    with Image.open(image["path"]) as opened:
+        return opened.size
+
+
+def sample_lengths(dataset, processor) -> list[int]:
+    """Tokens per sample as the vision collator builds them (chat text + each image's merged patches).
+
+    Image tokens come from the image sizes and the processor's resize rule, so no pixels are decoded.
+    """
+    import datasets
+    from trl.data_utils import apply_chat_template, prepare_multimodal_messages
+
+    image_processor, tokenizer = processor.image_processor, processor.tokenizer
+    merge = getattr(image_processor, "merge_size", 1) ** 2
+    image_token = getattr(processor, "image_token", None)
+    if image_token is None or not hasattr(image_processor, "get_number_of_image_patches"):
+        raise TypeError(f"{type(processor).__name__}: sample lengths need a Qwen-VL-style processor "
+                        "(image_token and image_processor.get_number_of_image_patches)")
+    feature = dataset.features["images"]
+    if isinstance(feature, (datasets.List, datasets.Sequence)) and isinstance(feature.feature, datasets.Image):
+        dataset = dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    lengths = []
+    for row in dataset.select_columns(["images", "prompt", "completion"]):
+        images = row["images"]
+        example = {
+            "prompt": prepare_multimodal_messages(row["prompt"], images=images),
+            "completion": prepare_multimodal_messages(row["completion"]),
+        }
+        texts = apply_chat_template(example, processor)
+        placeholders = texts["prompt"].count(image_token)
+        if placeholders != len(images):
+            raise ValueError(f"prompt has {placeholders} image placeholders for {len(images)} images")
+        text_tokens = sum(len(tokenizer(texts[k], add_special_tokens=False)["input_ids"])
+                          for k in ("prompt", "completion"))
+        image_tokens = sum(
+            image_processor.get_number_of_image_patches(height, width) // merge
+            for width, height in map(_image_size, images)
+        )
+        lengths.append(text_tokens + image_tokens - len(images))
+    return lengths
+
+
+def drop_long_samples(dataset, lengths: list[int], max_length: int | None, report_file: Path | None):
+    """Keep samples of at most max_length tokens; list the others (id, row, length) in report_file (main process)."""
+    if max_length is None:
+        return dataset, []
+    ids = dataset["id"] if "id" in dataset.column_names else [str(i) for i in range(len(dataset))]
+    dropped = [{"id": ids[i], "row": i, "length": n, "max_length": max_length}
+               for i, n in enumerate(lengths) if n > max_length]
+    if report_file is not None:
+        report_file.parent.mkdir(parents=True, exist_ok=True)
+        report_file.write_text("".join(json.dumps(d) + "\n" for d in dropped), encoding="utf-8")
+    if len(dropped) == len(dataset):
+        raise ValueError(f"every sample is longer than max_length={max_length} (shortest: {min(lengths)} tokens)")
+    if dropped and report_file is not None:
+        print(f"dropped {len(dropped)} of {len(dataset)} samples longer than max_length={max_length} tokens "
+              f"(not truncated; ids in {report_file})")
+    keep = [i for i, n in enumerate(lengths) if n <= max_length]
+    return dataset.select(keep), dropped
+
+
+def resolve_output_dir(params: Mapping[str, Any]) -> Path:
+    if params["output_dir"]:
+        return Path(params["output_dir"])
+    if not params["run_name"]:
+        raise ValueError("set output_dir (or run_name, for outputs/<run_name>/02_sft)")
+    from editcaption import paths
+
+    return paths.stage_dir(params["run_name"], STAGE)
+
+
+def sft_config(params: Mapping[str, Any], output_dir: Path, accumulation: int):
+    """SFTConfig from the parameters; max_length=None because over-long samples are dropped beforehand."""
+    from trl import SFTConfig
+
+    if not 0 <= params["warmup_ratio"] < 1:
+        raise ValueError(f"warmup_ratio must be in [0, 1), found {params['warmup_ratio']}")
+    return SFTConfig(
+        output_dir=str(output_dir),
+        run_name=params["run_name"],
+        learning_rate=params["learning_rate"],
+        num_train_epochs=params["num_train_epochs"],
+        max_steps=params["max_steps"],
+        per_device_train_batch_size=params["per_device_train_batch_size"],
+        gradient_accumulation_steps=accumulation,
+        lr_scheduler_type=params["lr_scheduler_type"],
+        warmup_steps=params["warmup_ratio"],  # transformers 5: a float < 1 is a ratio of the total steps
+        weight_decay=params["weight_decay"],
+        max_grad_norm=params["max_grad_norm"],
+        bf16=params["bf16"],
+        gradient_checkpointing=params["gradient_checkpointing"],
+        logging_steps=params["logging_steps"],
+        save_strategy="steps",
+        save_steps=params["save_steps"],
+        save_total_limit=params["save_total_limit"],
+        seed=params["seed"],
+        data_seed=params["seed"],
+        dataloader_num_workers=params["dataloader_num_workers"],
+        report_to=params["report_to"],
+        ddp_backend=cpu_ddp_backend(),
+        max_length=None,
+        completion_only_loss=True,
+    )
+
+
+def train_sft(params: Mapping[str, Any], *, callbacks: list | None = None) -> dict[str, Any]:
+    """Run (or resume) SFT; returns the metrics also written to output_dir/train_metrics.json."""
+    from trl import SFTTrainer
+
+    for required in ("model_name_or_path", "sft_data_path"):
+        if not params.get(required):
+            raise ValueError(f"the profile or command line must set '{required}'")
+    n_processes = world_size()
+    per_device = params["per_device_train_batch_size"]
+    accumulation = gradient_accumulation(params["global_batch_size"], per_device, n_processes)
+    output_dir = resolve_output_dir(params)
+    args = sft_config(params, output_dir, accumulation)  # before the model: sets up ZeRO-3 init under DeepSpeed
+    main = args.process_index == 0
+    if main:
+        print(describe_batch(per_device, n_processes, accumulation))
+
+    model, processor, peft_config = load_for_training(params)
+    with args.main_process_first(desc="SFT data"):  # the main process converts and caches; the others read it
+        dataset = load_sft_dataset(params["sft_data_path"])
+    lengths = sample_lengths(dataset, processor)
+    dataset, dropped = drop_long_samples(
+        dataset, lengths, params["max_length"], output_dir / DROPPED_FILE if main else None)
+    if main:
+        mean = sum(lengths) / len(lengths)
+        print(f"{len(dataset)} training samples; tokens per sample: max {max(lengths)}, mean {mean:.0f}")
+
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
+                         peft_config=peft_config, callbacks=callbacks)
+    checkpoint = last_checkpoint(output_dir)
+    if checkpoint is not None and main:
+        print(f"resuming from {checkpoint}")
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    final_dir = output_dir / "final"
+    trainer.save_model(str(final_dir))
+    trainer.save_state()
+    runtime = result.metrics.get("train_runtime")
+    tokens = getattr(trainer, "_total_train_tokens", None)  # TRL's count over all processes, this run only
+    metrics = {
+        "train_loss": result.training_loss,
+        "train_runtime": runtime,
+        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+        "train_steps_per_second": result.metrics.get("train_steps_per_second"),
+        "global_step": trainer.state.global_step,
+        "train_tokens": tokens,
+        "train_tokens_per_second": tokens / runtime if tokens and runtime else None,
+        "world_size": n_processes,
+        "per_device_train_batch_size": per_device,
+        "gradient_accumulation_steps": accumulation,
+        "global_batch_size": per_device * n_processes * accumulation,
+        "num_train_samples": len(dataset),
+        "num_dropped_samples": len(dropped),
+        "max_sample_tokens": max(lengths),
+        "resumed_from": str(checkpoint) if checkpoint else None,
+        "use_lora": params["use_lora"],
+        "final_dir": str(final_dir),
+    }
+    if main:  # save_model above also wrote the processor (the Trainer's processing_class) to final/
+        (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        print(f"saved {'adapter' if params['use_lora'] else 'model'} and processor to {final_dir}")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from editcaption.config import ConfigError, profile_path
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog="Any SFT key can be overridden: --learning_rate 2e-5 --max_steps 10")
+    parser.add_argument("--profile", required=True, help="profile name (params/<name>.yaml) or YAML path")
+    known, rest = parser.parse_known_args(argv)
+    try:
+        params = load_training_params(profile_path(known.profile), parse_overrides(rest), spec=SFT_KEYS, prefix=PREFIX)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    train_sft(params)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
