@@ -1,0 +1,57 @@
+"""Score a list of instructions for a set of pairs with a judge and summarise: the paper's S/Acc/Comp/Clar,
+the rate of each failure mode, the P0 rate, and per-op accuracy."""
+from __future__ import annotations
+
+import pandas as pd
+
+from editcaption.eval import stats
+from editcaption.eval.judges import ERROR_TYPES, RuleJudge
+
+FAILURE_MODES = ("orientation", "viewpoint", "detail")
+
+
+def score_instructions(pairs, instructions: list[str], *, judge: RuleJudge | None = None) -> pd.DataFrame:
+    """One row per pair: its id, category, edit type, the three scores, the composite, and which failure
+    modes (and severities) the judge found."""
+    if len(instructions) != len(pairs):
+        raise ValueError(f"{len(instructions)} instructions for {len(pairs)} pairs")
+    judge = judge or RuleJudge()
+    rows = []
+    meta = pairs.select_columns(["id", "category", "edit_type", "changes"])
+    for row, text in zip(meta, instructions):
+        result = judge.score(row["changes"], text)
+        errors = result["errors"]
+        rows.append({
+            "id": row["id"], "category": row["category"], "edit_type": row["edit_type"], "instruction": text,
+            "accuracy": result["accuracy"], "completeness": result["completeness"], "clarity": result["clarity"],
+            "composite": result["composite"], "severity": result["severity"], "error_type": result["error_type"],
+            **{f"has_{t}": any(e["type"] == t for e in errors) for t in ERROR_TYPES},
+            "p0": any(e["severity"] == "P0" for e in errors),
+        })
+    return pd.DataFrame(rows)
+
+
+def summarize(scores: pd.DataFrame, *, seed: int = 0) -> dict:
+    """The table-3 columns (S, Acc, Comp, Clar) with a 95 % bootstrap CI on S, failure-mode and P0 rates,
+    and per edit type the share of pairs without a P0 error ("op accuracy")."""
+    s, low, high = stats.bootstrap_ci(scores["composite"], seed=seed)
+    return {
+        "n": int(len(scores)),
+        "S": s, "S_ci": [low, high],
+        "Acc": float(scores["accuracy"].mean()), "Comp": float(scores["completeness"].mean()),
+        "Clar": float(scores["clarity"].mean()),
+        "p0_rate": float(scores["p0"].mean()),
+        "correct_rate": float((scores["severity"] == "").mean()),
+        "failure_rates": {t: float(scores[f"has_{t}"].mean()) for t in FAILURE_MODES},
+        "op_accuracy": {op: float(1 - g["p0"].mean()) for op, g in scores.groupby("edit_type")},
+    }
+
+
+def comparison_table(summaries: dict[str, dict]) -> pd.DataFrame:
+    """Models side by side: S with its CI, Acc, Comp, Clar, P0 rate and each failure-mode rate."""
+    rows = {}
+    for name, s in summaries.items():
+        rows[name] = {"S": s["S"], "S 95% CI": f"[{s['S_ci'][0]:.3f}, {s['S_ci'][1]:.3f}]", "Acc": s["Acc"],
+                      "Comp": s["Comp"], "Clar": s["Clar"], "P0 rate": s["p0_rate"],
+                      **{f"{t} err": s["failure_rates"][t] for t in FAILURE_MODES}}
+    return pd.DataFrame.from_dict(rows, orient="index").round(3)
