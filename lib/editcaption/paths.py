@@ -41,3 +41,13 @@ def stage_dir(run_name: str, stage: str, output_root: str | Path = "outputs") ->
     path = root / run_name / stage
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def upstream(override: str, run_name: str, stage: str, relative: str, output_root: str | Path = "outputs") -> Path:
+    """An artefact an earlier notebook wrote: `override` when set, else outputs/<run_name>/<stage>/<relative>;
+    a clear error naming the notebook to run when it is missing."""
+    path = Path(override) if override else stage_dir(run_name, stage, output_root) / relative
+    if not path.exists():
+        hint = f"set its path or run {stage} for run '{run_name}' first" if not override else "check the path"
+        raise FileNotFoundError(f"{path} not found: {hint}")
+    return path

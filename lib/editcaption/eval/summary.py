@@ -48,10 +48,22 @@ def summarize(scores: pd.DataFrame, *, seed: int = 0) -> dict:
 
 
 def comparison_table(summaries: dict[str, dict]) -> pd.DataFrame:
-    """Models side by side: S with its CI, Acc, Comp, Clar, P0 rate and each failure-mode rate."""
+    """Models side by side: S with its 95 % CI (S low, S high), Acc, Comp, Clar, P0 rate and each failure-mode rate."""
     rows = {}
     for name, s in summaries.items():
-        rows[name] = {"S": s["S"], "S 95% CI": f"[{s['S_ci'][0]:.3f}, {s['S_ci'][1]:.3f}]", "Acc": s["Acc"],
+        rows[name] = {"S": s["S"], "S low": s["S_ci"][0], "S high": s["S_ci"][1], "Acc": s["Acc"],
                       "Comp": s["Comp"], "Clar": s["Clar"], "P0 rate": s["p0_rate"],
                       **{f"{t} err": s["failure_rates"][t] for t in FAILURE_MODES}}
     return pd.DataFrame.from_dict(rows, orient="index").round(3)
+
+
+def evaluate_checkpoint(model_path, pairs, *, batch_size: int = 16, max_new_tokens: int = 48,
+                        judge: RuleJudge | None = None) -> tuple[list[str], pd.DataFrame]:
+    """Generate one instruction per pair with a checkpoint (greedy, batched) and score them."""
+    from editcaption.models.loading import load_model_and_processor
+    from editcaption.prompts import generate_instructions
+
+    model, processor = load_model_and_processor(model_path)
+    images = zip(pairs["source_image"], pairs["target_image"])
+    texts = generate_instructions(model, processor, images, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    return texts, score_instructions(pairs, texts, judge=judge)

@@ -33,3 +33,21 @@ def load_model_and_processor(path_or_name: str | Path, *, dtype="auto", device=N
     processor = AutoProcessor.from_pretrained(source)
     model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype, device_map=device)
     return model.eval(), processor
+
+
+def resolve_base_model(model_name_or_path: str, tiny_preset: str, out_dir: str | Path, *, seed: int = 0) -> str:
+    """The checkpoint a stage starts from: `model_name_or_path` when set (a folder or hub id, e.g.
+    Qwen/Qwen3-VL-32B-Instruct), else a tiny Qwen3-VL of `tiny_preset` built once into `out_dir`."""
+    if model_name_or_path:
+        return _check_source(model_name_or_path)
+    import json
+
+    from editcaption.models.tiny import build_tiny_model
+
+    out_dir = Path(out_dir)
+    marker = out_dir / "editcaption_tiny.json"
+    if marker.exists():
+        built = json.loads(marker.read_text())
+        if built.get("preset") == tiny_preset and built.get("seed") == seed:
+            return str(out_dir)
+    return str(build_tiny_model(tiny_preset, out_dir, seed=seed))

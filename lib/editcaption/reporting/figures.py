@@ -60,3 +60,68 @@ def plot_edit_distribution(categories: list[str], edit_types: list[str], *, save
     if save:
         fig.savefig(save, dpi=110)
     return fig
+
+
+def plot_training_curves(log_history: list[dict], *, title: str = "training", save: str | Path | None = None):
+    """Loss (and learning rate, on a second axis) against the optimizer step, from a trainer's log_history."""
+    steps = [e["step"] for e in log_history if "loss" in e]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(steps, [e["loss"] for e in log_history if "loss" in e], color="#4C72B0", label="train loss")
+    evals = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e]
+    if evals:
+        ax.plot(*zip(*evals), "o-", color="#C44E52", label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    lr = [(e["step"], e["learning_rate"]) for e in log_history if "learning_rate" in e]
+    if lr:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*lr), color="#999999", linestyle="--", label="learning rate")
+        ax2.set_ylabel("learning rate", color="#777777")
+    ax.legend(loc="upper right")
+    ax.set_title(title)
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=110)
+    return fig
+
+
+def plot_instruction_examples(pairs, instructions: dict[str, list[str]], n: int = 6, *, wrap: int = 60,
+                              save: str | Path | None = None):
+    """Source, target, then the reference instruction and each model's instruction for the first n pairs."""
+    n = min(n, len(pairs))
+    fig, axes = plt.subplots(n, 3, figsize=(12, 2.4 * n), gridspec_kw={"width_ratios": [1, 1, 2.4]}, squeeze=False)
+    for i in range(n):
+        row = pairs[i]
+        for ax, key in ((axes[i, 0], "source_image"), (axes[i, 1], "target_image")):
+            ax.imshow(row[key])
+            ax.axis("off")
+        lines = [f"[{row['edit_type']}] reference: {row['instruction']}"]
+        lines += [f"{name}: {texts[i]}" for name, texts in instructions.items()]
+        text = "\n".join(textwrap.fill(line, wrap, subsequent_indent="   ") for line in lines)
+        axes[i, 2].text(0, 1, text, va="top", ha="left", fontsize=8, family="monospace")
+        axes[i, 2].axis("off")
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=110)
+    return fig
+
+
+def plot_score_comparison(table, *, save: str | Path | None = None):
+    """Bars of S (with its CI) and of each failure-mode rate for models side by side (a comparison_table)."""
+    fig, (ax_s, ax_err) = plt.subplots(1, 2, figsize=(11, 3.5))
+    names = list(table.index)
+    ax_s.bar(names, table["S"], yerr=[table["S"] - table["S low"], table["S high"] - table["S"]],
+             color="#4C72B0", capsize=4)
+    ax_s.set_ylim(0, 5)
+    ax_s.set_ylabel("composite S (0-5)")
+    modes = [c for c in table.columns if c.endswith(" err")] + ["P0 rate"]
+    width = 0.8 / len(names)
+    for k, name in enumerate(names):
+        ax_err.bar([m + k * width for m in range(len(modes))], table.loc[name, modes], width, label=name)
+    ax_err.set_xticks([m + width * (len(names) - 1) / 2 for m in range(len(modes))], modes)
+    ax_err.set_ylabel("share of test pairs")
+    ax_err.legend()
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=110)
+    return fig

@@ -260,6 +260,31 @@ def train_sft(params: Mapping[str, Any], *, callbacks: list | None = None) -> di
     return metrics
 
 
+def read_train_metrics(output_dir: str | Path) -> dict[str, Any]:
+    """train_metrics.json plus the trainer's log_history (trainer_state.json) of a finished run."""
+    output_dir = Path(output_dir)
+    metrics_file = output_dir / METRICS_FILE
+    if not metrics_file.exists():
+        raise FileNotFoundError(f"{metrics_file} not found: the training run did not finish")
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+    state_file = output_dir / "trainer_state.json"
+    metrics["log_history"] = json.loads(state_file.read_text())["log_history"] if state_file.exists() else []
+    return metrics
+
+
+def final_model_dir(output_dir: str | Path, *, merged_out: str | Path) -> Path:
+    """The trained model as a full checkpoint: final/ itself, or for a LoRA run the adapter merged into
+    its base model and saved to `merged_out` (what generation and the DPO stage load)."""
+    from editcaption.train.common import merge_lora
+
+    final_dir = Path(output_dir) / "final"
+    if (final_dir / "adapter_config.json").exists():
+        return merge_lora(final_dir, merged_out)
+    if not (final_dir / "config.json").exists():
+        raise FileNotFoundError(f"{final_dir} holds neither a model nor a LoRA adapter")
+    return final_dir
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 

@@ -1,0 +1,78 @@
+"""Launch a training entry point the way a cluster does: write the stage's parameters to a YAML file,
+then run `accelerate launch -m editcaption.train.<stage> --profile that.yaml` as a subprocess whose
+output streams into the notebook (and into train.log)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from editcaption import paths
+from editcaption.train.common import Key
+
+
+def params_from_namespace(namespace: Mapping[str, Any], spec: Mapping[str, Key], prefix: str) -> dict[str, Any]:
+    """The notebook's parameters that a training stage reads: `key` or `<prefix>key` for each key of `spec`
+    (the prefixed name wins, as in load_training_params)."""
+    params = {}
+    for key in spec:
+        for name in (key, prefix + key):
+            if name in namespace:
+                params[key] = namespace[name]
+    return params
+
+
+def write_params(params: Mapping[str, Any], path: str | Path) -> Path:
+    """The resolved training parameters as a flat YAML profile (what the launched process reads)."""
+    path = Path(path)
+    path.write_text("# written by editcaption.train.launch: the parameters this stage was launched with\n"
+                    + yaml.safe_dump(dict(params), sort_keys=True), encoding="utf-8")
+    return path
+
+
+def accelerate_command(module: str, params_file: str | Path, *, accelerate_config: str = "",
+                       num_processes: int = 1) -> list[str]:
+    """`accelerate launch [--config_file C] --num_processes N -m MODULE --profile FILE` with this
+    interpreter's accelerate; a relative config path is taken from the repo root."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if accelerate_config:
+        config = Path(accelerate_config)
+        config = config if config.is_absolute() else paths.repo_root() / config
+        if not config.exists():
+            raise FileNotFoundError(f"accelerate config {config} not found (see params/accelerate/)")
+        cmd += ["--config_file", str(config)]
+    else:
+        cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    cmd += ["--num_processes", str(num_processes), "-m", module, "--profile", str(params_file)]
+    return cmd
+
+
+def run_training(module: str, params: Mapping[str, Any], stage_dir: str | Path, *, accelerate_config: str = "",
+                 num_processes: int = 1) -> float:
+    """Write params.yaml in the stage folder, launch the module under accelerate, stream its output,
+    keep it in train.log; return the wall time in seconds. A non-zero exit raises with the log's tail."""
+    stage_dir = Path(stage_dir)
+    params_file = write_params(params, stage_dir / f"{module.rsplit('.', 1)[-1]}_params.yaml")
+    cmd = accelerate_command(module, params_file, accelerate_config=accelerate_config, num_processes=num_processes)
+    log_path = stage_dir / "train.log"
+    print("$", " ".join(cmd), flush=True)
+    start = time.time()
+    tail: list[str] = []
+    with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
+        cmd, cwd=paths.repo_root(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as proc:
+        for line in proc.stdout:
+            log.write(line)
+            sys.stdout.write(line)
+            tail = (tail + [line])[-40:]
+        proc.wait()
+    seconds = time.time() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{module} exited with code {proc.returncode} after {seconds:.0f} s; "
+                           f"full log: {log_path}\n" + "".join(tail))
+    print(f"{module} finished in {seconds:.0f} s (log: {log_path})")
+    return seconds
