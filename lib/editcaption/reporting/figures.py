@@ -125,3 +125,85 @@ def plot_score_comparison(table, *, save: str | Path | None = None):
     if save:
         fig.savefig(save, dpi=110)
     return fig
+
+
+def plot_score_histogram(all_scores: list[float], kept_scores: list[float], threshold: float, *, field: str = "overall",
+                         save: str | Path | None = None):
+    """The filter's score histogram (0-10): every scored caption, the kept ones, and the threshold line."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    bins = [i / 2 for i in range(21)]
+    ax.hist(all_scores, bins=bins, color="#BBBBBB", label=f"all scored ({len(all_scores)})")
+    ax.hist(kept_scores, bins=bins, color="#55A868", label=f"kept ({len(kept_scores)})")
+    ax.axvline(threshold, color="#C44E52", linestyle="--", label=f"threshold {threshold:g}")
+    ax.set_xlabel(f"{field} (0-10)")
+    ax.set_ylabel("captions")
+    ax.set_title("Quality filter: score distribution")
+    ax.legend()
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=110)
+    return fig
+
+
+def plot_funnel(counts: dict[str, int], *, save: str | Path | None = None):
+    """Horizontal bars: how many pairs are left after each step of the data construction."""
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(counts) + 1.2))
+    names, values = list(counts), list(counts.values())
+    bars = ax.barh(names, values, color="#4C72B0")
+    ax.invert_yaxis()
+    top = max(values) if values else 1
+    for bar, value in zip(bars, values):
+        ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, f"{value} ({value / top:.0%})",
+                va="center", fontsize=8)
+    ax.set_xlim(0, top * 1.2)
+    ax.set_xlabel("pairs")
+    ax.set_title("SFT data construction funnel")
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=110)
+    return fig
+
+
+def plot_failure_modes(by_stage: dict[str, dict], *, save: str | Path | None = None):
+    """Grouped bars: the share of instructions with each failure mode (and with any P0 error) per stage,
+    from `construct.failure_modes` summaries."""
+    modes = [m for m in next(iter(by_stage.values()))["mode_share"]] + ["any P0"]
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    width = 0.8 / len(by_stage)
+    for k, (stage, summary) in enumerate(by_stage.items()):
+        values = [summary["mode_share"][m] or 0.0 for m in modes[:-1]] + [summary["p0_share"] or 0.0]
+        bars = ax.bar([i + k * width for i in range(len(modes))], values, width, label=f"{stage} (n={summary['n']})")
+        ax.bar_label(bars, labels=[f"{v:.0%}" for v in values], fontsize=7)
+    ax.set_xticks([i + width * (len(by_stage) - 1) / 2 for i in range(len(modes))], modes)
+    ax.set_ylabel("share of instructions")
+    ax.set_title("Failure modes found by the rule judge")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=110)
+    return fig
+
+
+def plot_refinement_examples(pairs, ids: list[str], candidates: dict[str, str], refined: dict[str, str], *,
+                             notes: dict[str, str] | None = None, wrap: int = 60, save: str | Path | None = None):
+    """Source, target, the candidate caption (with a note, e.g. its injected errors) and the refined
+    instruction, for the pairs `ids`."""
+    where = {pid: i for i, pid in enumerate(pairs["id"])}
+    rows = [pairs[where[pid]] for pid in ids]
+    fig, axes = plt.subplots(max(len(rows), 1), 3, figsize=(12, 2.4 * max(len(rows), 1)),
+                             gridspec_kw={"width_ratios": [1, 1, 2.4]}, squeeze=False)
+    for i, row in enumerate(rows):
+        for ax, key in ((axes[i, 0], "source_image"), (axes[i, 1], "target_image")):
+            ax.imshow(row[key])
+            ax.axis("off")
+        lines = [f"[{row['edit_type']}] id {row['id']}", "candidate: " + candidates[row["id"]]]
+        if notes and notes.get(row["id"]):
+            lines.append("  (" + notes[row["id"]] + ")")
+        lines.append("refined:   " + refined[row["id"]])
+        text = "\n".join(textwrap.fill(line, wrap, subsequent_indent="   ") for line in lines)
+        axes[i, 2].text(0, 1, text, va="top", ha="left", fontsize=8, family="monospace")
+        axes[i, 2].axis("off")
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=110)
+    return fig
