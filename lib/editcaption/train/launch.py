@@ -65,6 +65,7 @@ def run_training(module: str, params: Mapping[str, Any], stage_dir: str | Path, 
     with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
         cmd, cwd=paths.repo_root(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
     ) as proc:
+        log.write("$ " + " ".join(cmd) + "\n")
         for line in proc.stdout:
             log.write(line)
             sys.stdout.write(line)

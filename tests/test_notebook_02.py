@@ -1,0 +1,23 @@
+"""Notebooks 01 then 02 under the smoke profile, as `editcaption run --profile smoke --only 01,02` runs them."""
+import json
+
+import pytest
+
+from editcaption import runner
+
+
+@pytest.mark.slow
+def test_smoke_01_02_trains_and_scores_base_and_sft(tmp_path):
+    results = runner.run_profile("smoke", only="01,02", run_name="nb02", output_root=str(tmp_path), progress=False)
+    assert [r.status for r in results] == ["ok", "ok"]
+    stage = tmp_path / "nb02" / "02_sft"
+    metrics = json.loads((stage / "metrics.json").read_text())
+    assert metrics["train"]["global_step"] == 8 and metrics["train"]["gradient_accumulation_steps"] == 1
+    for model in ("base", "sft"):
+        assert metrics[model]["n"] == 16 and 0 <= metrics[model]["S"] <= 5
+        assert set(metrics[model]["failure_rates"]) == {"orientation", "viewpoint", "detail"}
+    assert (stage / "final" / "config.json").exists() and (stage / "checkpoint-8").exists()
+    assert (stage / "loss.png").exists() and (stage / "before_after.png").exists()
+    log = (stage / "train.log").read_text()  # launched through accelerate, the cluster path
+    assert log.startswith("$ ") and "accelerate.commands.launch" in log.splitlines()[0]
+    assert "global batch 8 = 8 per device x 1 process(es) x 1 gradient-accumulation step(s)" in log
