@@ -58,12 +58,11 @@ def comparison_table(summaries: dict[str, dict]) -> pd.DataFrame:
 
 
 def evaluate_checkpoint(model_path, pairs, *, batch_size: int = 16, max_new_tokens: int = 48,
-                        judge: RuleJudge | None = None) -> tuple[list[str], pd.DataFrame]:
-    """Generate one instruction per pair with a checkpoint (greedy, batched) and score them."""
-    from editcaption.models.loading import load_model_and_processor
-    from editcaption.prompts import generate_instructions
+                        judge: RuleJudge | None = None, cache_path=None) -> tuple[list[str], pd.DataFrame]:
+    """Generate one instruction per pair with a checkpoint (the transformers caption backend: greedy,
+    batched, resumable through `cache_path`) and score them. A failed generation scores as an empty answer."""
+    from editcaption.generation import TransformersBackend
 
-    model, processor = load_model_and_processor(model_path)
-    images = zip(pairs["source_image"], pairs["target_image"])
-    texts = generate_instructions(model, processor, images, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    backend = TransformersBackend(str(model_path), batch_size=batch_size, max_new_tokens=max_new_tokens)
+    texts = backend.generate(pairs, cache_path=cache_path)
     return texts, score_instructions(pairs, texts, judge=judge)
