@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from pathlib import Path
 
 import datasets
 import pytest

@@ -207,3 +207,132 @@ def plot_refinement_examples(pairs, ids: list[str], candidates: dict[str, str], 
     if save:
         fig.savefig(save, dpi=110)
     return fig
+
+
+# --- notebooks 03 and 04: preference data and HAE-DPO margins -------------------------------------------
+
+MODE_COLORS = {"orientation": "#4C72B0", "viewpoint": "#DD8452", "detail": "#55A868"}
+SEVERITY_COLORS = {"P0": "#C44E52", "P1": "#DD8452", "P2": "#8C8C8C"}
+
+
+def plot_mode_severity_counts(table, *, target_mix: dict[str, float] | None = None, save: str | Path | None = None):
+    """Stacked bars of preference rows per failure mode split by severity (a mode x severity table), with
+    each mode's achieved share and, given `target_mix`, its target share."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    bottom = [0] * len(table.index)
+    for severity in table.columns:
+        values = list(table[severity])
+        ax.bar(list(table.index), values, bottom=bottom, label=severity, color=SEVERITY_COLORS.get(severity))
+        bottom = [b + v for b, v in zip(bottom, values)]
+    total = sum(bottom) or 1
+    for x, (mode, height) in enumerate(zip(table.index, bottom)):
+        label = f"{height / total:.1%}" + (f" (target {target_mix[mode]:.1%})" if target_mix else "")
+        ax.text(x, height, label, ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("preference pairs")
+    ax.set_ylim(0, max(bottom + [1]) * 1.2)
+    ax.legend(title="severity")
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=110)
+    return fig
+
+
+def plot_preference_examples(preferences, ids: list[str], *, wrap: int = 60, save: str | Path | None = None):
+    """Source, target, the rejected instruction with its failure mode and severity, and the chosen correction."""
+    where = {pid: i for i, pid in enumerate(preferences["id"])}
+    rows = [preferences[where[pid]] for pid in ids]
+    fig, axes = plt.subplots(max(len(rows), 1), 3, figsize=(12, 2.4 * max(len(rows), 1)),
+                             gridspec_kw={"width_ratios": [1, 1, 2.4]}, squeeze=False)
+    for i, row in enumerate(rows):
+        for ax, image in zip(axes[i, :2], row["images"]):
+            ax.imshow(image)
+            ax.axis("off")
+        lines = [f"[{row['error_type']} · {row['severity']}] id {row['id']}", "rejected: " + row["rejected"],
+                 "chosen:   " + row["chosen"]]
+        text = "\n".join(textwrap.fill(line, wrap, subsequent_indent="   ") for line in lines)
+        axes[i, 2].text(0, 1, text, va="top", ha="left", fontsize=8, family="monospace",
+                        color=MODE_COLORS.get(row["error_type"], "black"))
+        axes[i, 2].axis("off")
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=110)
+    return fig
+
+
+def plot_margin_distributions(margins, *, save: str | Path | None = None):
+    """m_i per preference pair (a `preference.reference_margins` frame) by failure mode and by severity:
+    one box per group with the pairs drawn over it."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5), sharey=True)
+    for ax, column, order, colors in ((axes[0], "error_type", list(MODE_COLORS), MODE_COLORS),
+                                      (axes[1], "severity", list(SEVERITY_COLORS), SEVERITY_COLORS)):
+        groups = [margins.loc[margins[column] == g, "margin"].tolist() for g in order]
+        ax.boxplot([g if g else [float("nan")] for g in groups], showfliers=False)
+        ax.set_xticks(range(1, len(order) + 1), [f"{g}\n(n={len(v)})" for g, v in zip(order, groups)])
+        for x, (group, values) in enumerate(zip(order, groups), start=1):
+            ax.scatter([x + 0.08 * ((k % 5) - 2) for k in range(len(values))], values, s=12, alpha=0.7,
+                       color=colors[group])
+        ax.set_xlabel(column.replace("_", " "))
+    axes[0].set_ylabel("margin m_i")
+    fig.suptitle("HAE margin over the preference set (reference model)")
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=110)
+    return fig
+
+
+def plot_margin_terms(margins, *, save: str | Path | None = None):
+    """Hardness term σ((ℓ_ref(y_r) − ℓ_ref(y_w))/τ) against the severity x type term s_i·c(t_i), one point
+    per preference pair, coloured by severity, marker by failure mode."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    markers = {"orientation": "o", "viewpoint": "s", "detail": "^"}
+    for (mode, severity), group in margins.groupby(["error_type", "severity"]):
+        ax.scatter(group["st_term"], group["h_term"], marker=markers.get(mode, "x"), alpha=0.75,
+                   color=SEVERITY_COLORS.get(severity), label=f"{mode} {severity}")
+    ax.set_xlabel("severity x type term  s_i · c(t_i)")
+    ax.set_ylabel("hardness term  σ((ℓ_ref(y_r) − ℓ_ref(y_w)) / τ)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=110)
+    return fig
+
+
+def plot_reward_margins(histories: dict[str, list[dict]], *, save: str | Path | None = None):
+    """Per variant, TRL's DPO reward margin (β·Δ log-ratio, chosen − rejected) and reward accuracy against the
+    optimizer step, from each run's log_history."""
+    fig, (ax_m, ax_a) = plt.subplots(1, 2, figsize=(11, 3.5))
+    for name, history in histories.items():
+        for ax, key in ((ax_m, "rewards/margins"), (ax_a, "rewards/accuracies")):
+            points = [(e["step"], e[key]) for e in history if key in e]
+            if points:
+                ax.plot(*zip(*points), "o-", markersize=3, label=name)
+    ax_m.set_ylabel("reward margin")
+    ax_a.set_ylabel("reward accuracy")
+    for ax in (ax_m, ax_a):
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=110)
+    return fig
+
+
+def plot_logged_margins(histories: dict[str, list[dict]], *, save: str | Path | None = None):
+    """Per variant, the training-time margin m_i averaged over the logged windows for each failure mode and
+    severity (the trainer's `hae/margin/<group>` metrics); dpo logs zeros, st_only no hardness."""
+    groups = list(MODE_COLORS) + list(SEVERITY_COLORS)
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    width = 0.8 / max(len(histories), 1)
+    for k, (name, history) in enumerate(histories.items()):
+        means = []
+        for group in groups:
+            values = [e[f"hae/margin/{group}"] for e in history if f"hae/margin/{group}" in e]
+            means.append(sum(values) / len(values) if values else float("nan"))
+        ax.bar([g + k * width for g in range(len(groups))], means, width, label=name)
+    ax.set_xticks([g + width * (len(histories) - 1) / 2 for g in range(len(groups))], groups)
+    ax.set_ylabel("logged margin m_i (mean)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=110)
+    return fig

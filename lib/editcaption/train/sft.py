@@ -22,6 +22,7 @@ from editcaption.train.common import (
     Key,
     cpu_ddp_backend,
     describe_batch,
+    exit_entry_point,
     gradient_accumulation,
     last_checkpoint,
     load_for_training,
@@ -299,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         parser.error(str(exc))
     train_sft(params)
-    return 0
+    return exit_entry_point(0)
 
 
 if __name__ == "__main__":

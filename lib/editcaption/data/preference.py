@@ -1,0 +1,422 @@
+"""The HAE-DPO preference set (paper §3.2 stage 2, §4.2): rejected candidates, human corrections with
+failure-mode and severity labels, balanced across the three failure modes.
+
+Each step is one function notebook 03 calls:
+`candidate_pairs` (fresh synthetic pairs, disjoint from the SFT pool and the test split) →
+`candidate_backend` + `construct.caption_pairs` (the SFT model, or the SIMULATED teacher, writes a candidate
+per pair) → `tag_candidates` (the rule judge keeps candidates with an orientation / viewpoint / detail error
+as rejected, with its primary mode and severity) → `export_correction_sheet` → (`simulate_corrections` or a
+person's filled file) → `import_corrections` → `balance` (to the target mix) → `build_preference_set` /
+`save_preference_set` (rows of `records.PREFERENCE_FEATURES`, what `hae_dpo.load_preferences` reads).
+Notebook 04 uses `parse_variants`, `reference_margins` (eq. 3 over the set with the reference model) and
+`reward_summary`.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import datasets
+
+from editcaption import annotation, records
+from editcaption.data import construct
+
+PREFERENCE_SEED_OFFSET = 2_000_000  # the candidate pool's generator seed is seed + this (the test split: + 1_000_000)
+REJECTED_SOURCES = ("sft-model", "simulated-teacher")
+MODES = records.ERROR_TYPES  # orientation, viewpoint, detail
+PAPER_MIX = {"orientation": 0.342, "viewpoint": 0.315, "detail": 0.343}  # §4.2
+
+
+# ---------------------------------------------------------------------------------- 1 · candidates
+
+def _image_digests(pairs: datasets.Dataset) -> list[tuple[str, str]]:
+    raw = pairs.select_columns(["source_image", "target_image"]).cast_column(
+        "source_image", datasets.Image(decode=False)).cast_column("target_image", datasets.Image(decode=False))
+    return [(hashlib.sha1(s["bytes"]).hexdigest(), hashlib.sha1(t["bytes"]).hexdigest())
+            for s, t in zip(raw["source_image"], raw["target_image"])]
+
+
+def candidate_pairs(n: int, *, seed: int, exclude: Mapping[str, datasets.Dataset], image_size: int = 128,
+                    layout: str = "grid", out_dir: str | Path | None = None) -> tuple[datasets.Dataset, int]:
+    """n synthetic pairs from the generator seed `seed + PREFERENCE_SEED_OFFSET`, none sharing an id or an
+    image with the `exclude` splits (the SFT pool, the test split); returns them and how many generated pairs
+    were left out for a shared image. Saved as edit pairs to `out_dir`."""
+    from editcaption.data.synthetic import generate_pairs
+
+    if n < 1:
+        raise ValueError(f"n_candidate_pairs must be >= 1, got {n}")
+    taken_ids = {pid for split in exclude.values() for pid in split["id"]}
+    taken_images = {d for split in exclude.values() for pair in _image_digests(split) for d in pair}
+    extra = max(4, n // 10)
+    while True:
+        pool = generate_pairs(n + extra, seed=seed + PREFERENCE_SEED_OFFSET, size=image_size, layout=layout,
+                              progress=False)
+        fresh = [i for i, (pid, images) in enumerate(zip(pool["id"], _image_digests(pool)))
+                 if pid not in taken_ids and taken_images.isdisjoint(images)]
+        if len(fresh) >= n:
+            break
+        extra *= 2
+    pairs = pool.select(fresh[:n])
+    construct.check_no_overlap({"candidates": pairs, **exclude})
+    if out_dir is not None:
+        records.save_pairs(pairs, out_dir)
+    return pairs, fresh[n - 1] + 1 - n
+
+
+def candidate_backend(rejected_source: str, *, sft_model: str = "", seed: int = 0, batch_size: int = 8,
+                      max_new_tokens: int = 48, teacher_rates: Mapping[str, float] | None = None):
+    """What writes the candidates: the SFT model (transformers backend, greedy) or the SIMULATED teacher."""
+    if rejected_source == "sft-model":
+        if not sft_model:
+            raise ValueError("rejected_source 'sft-model' needs the SFT model (run notebook 02 or set sft_model_path)")
+        return construct.caption_backend("transformers", seed=seed, model_name_or_path=sft_model,
+                                         batch_size=batch_size, max_new_tokens=max_new_tokens)
+    if rejected_source == "simulated-teacher":
+        return construct.caption_backend("simulated-teacher", seed=seed, teacher_rates=teacher_rates)
+    raise ValueError(f"rejected_source {rejected_source!r} is not one of {REJECTED_SOURCES}")
+
+
+# ------------------------------------------------------------------------------------- 2 · tagging
+
+@dataclass
+class Tagging:
+    """The rule judge's verdict on every candidate: rejected ones with their primary mode and severity."""
+
+    rejected: dict[str, tuple[str, str]]  # id -> (error_type, severity) of the worst error
+    clean: list[str]  # no error found: not a rejected answer
+    other: list[str]  # worst error is "other" (content no change supports): dropped
+    off_topic: list[str]  # names no change at all (e.g. an untrained model's "."): no failure mode to learn
+    empty: list[str]  # no text (a failed or empty generation)
+    reasons: dict[str, list[str]] = field(default_factory=dict)  # id -> the judge's reasons, worst first
+
+    def summary(self) -> dict:
+        n = len(self.rejected) + len(self.clean) + len(self.other) + len(self.off_topic) + len(self.empty)
+        return {"n_candidates": n, "n_empty": len(self.empty), "n_clean": len(self.clean),
+                "n_other_dropped": len(self.other), "n_off_topic_dropped": len(self.off_topic),
+                "n_rejected": len(self.rejected),
+                "rejected_modes": dict(Counter(t for t, _ in self.rejected.values())),
+                "rejected_severities": dict(Counter(s for _, s in self.rejected.values()))}
+
+
+def tag_candidates(pairs: datasets.Dataset, candidates: Mapping[str, str]) -> Tagging:
+    """Score each candidate with the rule judge; one whose worst error is orientation, viewpoint or detail
+    becomes a rejected answer labelled with that error's type and severity. Candidates without error, with
+    "other" as their worst error, naming no change at all (every failure-mode error an omission), or empty
+    are counted and left out."""
+    from editcaption.eval.judges import RuleJudge
+
+    judge = RuleJudge()
+    tagging = Tagging({}, [], [], [], [])
+    for pid, changes in zip(pairs["id"], pairs["changes"]):
+        text = candidates.get(pid, "")
+        if not text.strip():
+            tagging.empty.append(pid)
+            continue
+        result = judge.score(changes, text)
+        if not result["errors"]:
+            tagging.clean.append(pid)
+        elif not result["hits"] and all(e["reason"].endswith(" not described") for e in result["errors"]
+                                        if e["type"] in MODES):
+            tagging.off_topic.append(pid)
+        elif result["error_type"] not in MODES:
+            tagging.other.append(pid)
+        else:
+            tagging.rejected[pid] = (result["error_type"], result["severity"])
+            tagging.reasons[pid] = [f"{e['type']} {e['severity']}: {e['reason']}" for e in result["errors"]]
+    return tagging
+
+
+# ------------------------------------------------------------------------------- 3 · corrections
+
+def export_correction_sheet(pairs: datasets.Dataset, candidates: Mapping[str, str], ids: Sequence[str],
+                            out_dir: str | Path) -> Path:
+    """Write the correction sheet (CSV, JSONL, Label Studio; images under images/) for the rejected `ids`.
+    A sheet already there for exactly these rows is reused (it may hold a person's work); one for other
+    rows is refused with the folder named."""
+    out_dir = Path(out_dir)
+    wanted = {pid: candidates[pid] for pid in ids}
+    sheet = out_dir / "sheet.jsonl"
+    if sheet.exists():
+        found = {row["id"]: row["rejected_instruction"] for row in annotation.read_sheet(sheet)}
+        if found != wanted:
+            raise records.RecordError("a correction sheet for other candidates is here; use a new run_name or "
+                                      "move the folder (it may hold human work)", file=sheet)
+        return out_dir
+    index = [i for i, pid in enumerate(pairs["id"]) if pid in wanted]
+    rows = pairs.select(index).select_columns(["id", "source_image", "target_image"])
+    rows = rows.add_column("rejected_instruction", [wanted[pid] for pid in rows["id"]])
+    annotation.export_sheet("correction", rows, out_dir)
+    return out_dir
+
+
+def simulate_corrections(sheet_dir: str | Path, truth: Mapping[str, tuple[str, str, str]], *,
+                         residual_error_rate: float, seed: int) -> Path:
+    """SIMULATED ANNOTATOR: fill the correction sheet from `truth` (id -> (corrected instruction, error_type,
+    severity)); in a `residual_error_rate` share of rows one label is wrong. Writes the filled CSV."""
+    sheet_dir = Path(sheet_dir)
+    rows = annotation.read_sheet(sheet_dir / "sheet.jsonl")
+    filled = annotation.simulated_annotator("correction", rows, truth=truth, residual_error_rate=residual_error_rate,
+                                            seed=seed)
+    return annotation.write_sheet("correction", filled, sheet_dir / "filled_simulated.csv")
+
+
+def filled_correction_sheet(sheet_dir: str | Path, import_path: str = "", *, truth: Mapping[str, tuple[str, str, str]],
+                            residual_error_rate: float, seed: int) -> construct.FilledSheet:
+    """A person's filled file at `import_path` when given, else the simulated annotator's; says which."""
+    if import_path:
+        path = Path(import_path)
+        if not path.is_file():
+            raise records.RecordError("correction_import_path: no such file", file=path)
+        print(f"importing the human correction file {path}")
+        return construct.FilledSheet(path, construct.HUMAN_ANNOTATOR)
+    path = simulate_corrections(sheet_dir, truth, residual_error_rate=residual_error_rate, seed=seed)
+    print(f"no correction_import_path: the SIMULATED annotator filled {path} "
+          f"(residual error rate {residual_error_rate:g})")
+    return construct.FilledSheet(path, construct.SIMULATED_ANNOTATOR)
+
+
+def correction_truth(pairs: datasets.Dataset, tagging: Tagging) -> dict[str, tuple[str, str, str]]:
+    """What the simulated annotator writes: the pair's reference instruction as the correction, and the
+    judge's error type and severity as the labels."""
+    reference = dict(zip(pairs["id"], pairs["instruction"]))
+    missing = [pid for pid in tagging.rejected if not reference.get(pid, "").strip()]
+    if missing:
+        raise records.RecordError(f"no reference instruction to simulate the correction of {len(missing)} pairs; "
+                                  "set correction_import_path to a filled sheet", row=missing[0], field="instruction")
+    return {pid: (reference[pid], *labels) for pid, labels in tagging.rejected.items()}
+
+
+@dataclass
+class Corrections:
+    """The newest correction of each rejected candidate by one annotator: chosen text and labels."""
+
+    rows: dict[str, dict]  # id -> {rejected_instruction, corrected_instruction, error_type, severity, ...}
+    source: Path
+    annotator: str
+    n_read: int
+    n_rejected: int
+    missing: list[str]
+    problems: list[str] = field(default_factory=list)
+
+    def labels(self) -> dict[str, str]:
+        return {pid: row["error_type"] for pid, row in self.rows.items()}
+
+    def summary(self) -> dict:
+        return {"source": str(self.source), "annotator": self.annotator, "n_read": self.n_read,
+                "n_corrected": len(self.rows), "n_rejected": self.n_rejected, "n_missing": len(self.missing),
+                "problems": self.problems[:20]}
+
+
+def import_corrections(sheet_dir: str | Path, filled: construct.FilledSheet, *, store_dir: str | Path) -> Corrections:
+    """Import a filled correction sheet (CSV, JSONL or Label Studio export) as a new version; bad rows are
+    reported and skipped. Returns the merged view of that annotator's imports for the exported rows."""
+    sheet = Path(sheet_dir) / "sheet.jsonl"
+    result = annotation.import_sheet("correction", filled.path, expected=sheet, store_dir=store_dir,
+                                     on_error="skip", annotator=filled.annotator)
+    merged = annotation.merged_view("correction", store_dir, annotator=filled.annotator)
+    exported = {row["id"]: row["rejected_instruction"] for row in annotation.read_sheet(sheet)}
+    rows = {pid: row for pid, row in merged.items() if exported.get(pid) == row["rejected_instruction"]}
+    return Corrections(rows, filled.path, filled.annotator, result.n_read, result.n_rejected,
+                       sorted(set(exported) - set(rows)), [str(e) for e in result.errors])
+
+
+# -------------------------------------------------------------------------------------- 4 · mix
+
+@dataclass
+class Balance:
+    """Rows picked per mode for the target mix, and what fell short."""
+
+    selected: list[str]
+    target: dict[str, int]
+    available: dict[str, int]
+    taken: dict[str, int]
+    shortfall: dict[str, int]
+    mix: dict[str, float]
+
+    def achieved_mix(self) -> dict[str, float | None]:
+        total = sum(self.taken.values())
+        return {m: (k / total if total else None) for m, k in self.taken.items()}
+
+    def summary(self) -> dict:
+        return {"n_target": sum(self.target.values()), "n_selected": len(self.selected), "target": self.target,
+                "available": self.available, "taken": self.taken, "shortfall": self.shortfall,
+                "target_mix": self.mix, "achieved_mix": self.achieved_mix()}
+
+
+def _quotas(n: int, shares: Mapping[str, float]) -> dict[str, int]:
+    """n split by shares, rounded by largest remainder (the quotas sum to n)."""
+    exact = {m: n * s for m, s in shares.items()}
+    quotas = {m: math.floor(v) for m, v in exact.items()}
+    for m in sorted(exact, key=lambda m: (quotas[m] - exact[m], list(exact).index(m)))[:n - sum(quotas.values())]:
+        quotas[m] += 1
+    return quotas
+
+
+def balance(labels: Mapping[str, str], mix: Mapping[str, float], *, n_total: int = 0, seed: int = 0) -> Balance:
+    """Pick rows per failure mode so the set follows `mix` (shares, normalised). n_total = 0 takes the largest
+    set whose quotas every mode can fill; n_total > 0 aims at that many rows and reports each mode's
+    shortfall (never filled from another mode). Rows are drawn by `seed`; ids come back sorted."""
+    unknown = sorted(set(mix) - set(MODES))
+    if unknown or any(v < 0 or not math.isfinite(v) for v in mix.values()) or sum(mix.values()) <= 0:
+        raise ValueError(f"mix must give non-negative shares of {MODES} with a positive sum, got {dict(mix)}")
+    if n_total < 0:
+        raise ValueError(f"n_preference must be >= 0, got {n_total}")
+    total = sum(mix.values())
+    shares = {m: mix.get(m, 0.0) / total for m in MODES}
+    by_mode = {m: sorted(pid for pid, t in labels.items() if t == m) for m in MODES}
+    available = {m: len(ids) for m, ids in by_mode.items()}
+    if not n_total:
+        n_total = min(math.floor(available[m] / s + 1e-9) for m, s in shares.items() if s > 0)
+    target = _quotas(n_total, shares)
+    taken = {m: min(target[m], available[m]) for m in MODES}
+    rng = random.Random(seed)
+    selected = sorted(pid for m in MODES for pid in rng.sample(by_mode[m], taken[m]))
+    return Balance(selected, target, available, taken, {m: target[m] - taken[m] for m in MODES}, shares)
+
+
+# ------------------------------------------------------------------------------ 5 · preference set
+
+def build_preference_set(pairs: datasets.Dataset, corrections: Corrections, ids: Sequence[str]) -> datasets.Dataset:
+    """One row of `records.PREFERENCE_FEATURES` per id: images [source, target], the instruction prompt, the
+    correction as chosen, the candidate as rejected, and the annotator's error type and severity."""
+    from editcaption.prompts import INSTRUCTION_PROMPT
+
+    wanted = set(ids)
+    if not wanted:
+        raise ValueError("no preference rows to write (no rejected candidate was corrected and kept)")
+    raw = pairs.cast_column("source_image", datasets.Image(decode=False)).cast_column(
+        "target_image", datasets.Image(decode=False))
+    rows = []
+    for row in raw.select([i for i, pid in enumerate(raw["id"]) if pid in wanted]):
+        fix = corrections.rows[row["id"]]
+        preference = {"id": row["id"], "images": [row["source_image"], row["target_image"]],
+                      "prompt": INSTRUCTION_PROMPT, "chosen": fix["corrected_instruction"],
+                      "rejected": fix["rejected_instruction"], "error_type": fix["error_type"],
+                      "severity": fix["severity"]}
+        records.validate_preference(preference, index=len(rows))
+        rows.append(preference)
+    return datasets.Dataset.from_list(rows, features=records.PREFERENCE_FEATURES)
+
+
+def save_preference_set(preferences: datasets.Dataset, out_dir: str | Path) -> Path:
+    """Save as a `datasets` folder and read it back through `hae_dpo.load_preferences` (the trainer's check)."""
+    from editcaption.train.hae_dpo import load_preferences
+
+    out_dir = Path(out_dir)
+    preferences.save_to_disk(str(out_dir))
+    load_preferences(out_dir)
+    return out_dir
+
+
+def mode_severity_counts(preferences: datasets.Dataset):
+    """Rows per failure mode (index) and severity (columns), with totals."""
+    import pandas as pd
+
+    table = pd.crosstab(pd.Categorical(preferences["error_type"], categories=MODES),
+                        pd.Categorical(preferences["severity"], categories=records.SEVERITIES), dropna=False)
+    table.index.name, table.columns.name = "error_type", "severity"
+    return table
+
+
+def preference_example_ids(preferences: datasets.Dataset, per_mode: int = 1) -> list[str]:
+    """Up to `per_mode` ids of each failure mode, in the set's order."""
+    picked: dict[str, list[str]] = {m: [] for m in MODES}
+    for pid, mode in zip(preferences["id"], preferences["error_type"]):
+        if len(picked[mode]) < per_mode:
+            picked[mode].append(pid)
+    return [pid for m in MODES for pid in picked[m]]
+
+
+# ------------------------------------------------------------------------- 6 · notebook 04 helpers
+
+def parse_variants(text: str) -> list[str]:
+    """"dpo,st_only,h_only,hae" -> the variants in order (table 4's rows); unknown or repeated names raise."""
+    from editcaption.train.hae_dpo import VARIANTS
+
+    variants = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if not variants or unknown or len(set(variants)) != len(variants):
+        raise ValueError(f"dpo_variants {text!r}: expected distinct names from {sorted(VARIANTS)}")
+    return variants
+
+
+def reference_margins(model_path: str | Path, preference_path: str | Path, *, gamma_st: float = 1.0,
+                      gamma_h: float = 1.0, tau: float = 1.0, hardness_logp: str = "mean", limit: int = 0):
+    """Eq. 3 over the preference set: the reference model's ℓ_ref of chosen and rejected (per completion token
+    for hardness_logp="mean", summed for "sum", from the same chat text TRL builds) and `hae_margin`'s terms,
+    one row per preference pair (the first `limit` rows; 0 = all)."""
+    import pandas as pd
+    import torch
+    from trl.data_utils import apply_chat_template, prepare_multimodal_messages
+
+    from editcaption.models.loading import load_model_and_processor
+    from editcaption.train.hae_dpo import load_preferences
+    from editcaption.train.margin import hae_margin
+
+    model, processor = load_model_and_processor(model_path)
+    raw = datasets.load_from_disk(str(preference_path))
+    trl_rows, _ = load_preferences(preference_path)
+    n = min(limit or len(trl_rows), len(trl_rows))
+    logps = {"chosen": [], "rejected": []}
+    with torch.no_grad():
+        for row in trl_rows.select(range(n)):
+            images = row["images"]
+            for answer in ("chosen", "rejected"):
+                texts = apply_chat_template({"prompt": prepare_multimodal_messages(row["prompt"], images=images),
+                                             "completion": prepare_multimodal_messages(row[answer])}, processor)
+                prompt = processor(text=[texts["prompt"]], images=[images], return_tensors="pt")
+                prompt_len = prompt["input_ids"].shape[1]
+                inputs = processor(text=[texts["prompt"] + texts["completion"]], images=[images], return_tensors="pt")
+                ids = inputs["input_ids"]
+                per_token = torch.log_softmax(model(**inputs).logits[:, :-1].float(), dim=-1).gather(
+                    -1, ids[:, 1:, None])[..., 0][:, prompt_len - 1:]
+                logps[answer].append(per_token.mean() if hardness_logp == "mean" else per_token.sum())
+    meta = raw.select_columns(["id", "error_type", "severity"]).select(range(n))
+    chosen, rejected = torch.stack(logps["chosen"]), torch.stack(logps["rejected"])
+    margin, st_term, h_term = hae_margin(meta["severity"], meta["error_type"], rejected, chosen,
+                                         gamma_st=gamma_st, gamma_h=gamma_h, tau=tau)
+    return pd.DataFrame({"id": meta["id"], "error_type": meta["error_type"], "severity": meta["severity"],
+                         "ref_logp_chosen": chosen.tolist(), "ref_logp_rejected": rejected.tolist(),
+                         "st_term": st_term.tolist(), "h_term": h_term.tolist(), "margin": margin.tolist()})
+
+
+def reward_summary(log_history: list[dict]) -> dict[str, float | None]:
+    """The last logged training value of TRL's reward metrics and the HAE margin terms."""
+    keys = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected", "hae/margin_mean",
+            "hae/st_term_mean", "hae/hardness_mean", "loss")
+    last = {}
+    for entry in log_history:
+        for key in keys:
+            if key in entry:
+                last[key] = entry[key]
+    return {key: last.get(key) for key in keys}
+
+
+def upstream_sft_model(sft_model_path: str, run_name: str, output_root: str | Path = "outputs") -> str:
+    """The SFT checkpoint: `sft_model_path` when set, else the `sft_model` notebook 02 recorded for this run."""
+    import json
+
+    from editcaption import paths
+    from editcaption.models.loading import _check_source
+
+    if sft_model_path:
+        return _check_source(sft_model_path)
+    metrics = paths.upstream("", run_name, "02_sft", "metrics.json", output_root)
+    return _check_source(json.loads(metrics.read_text(encoding="utf-8"))["sft_model"])
+
+
+def table4(results: Mapping[str, dict], baseline: str = "SFT"):
+    """Table 4's shape: per model S (95 % CI), Acc, Comp, Clar, P0 and failure-mode rates, and the change of S
+    and of each failure rate against `baseline`."""
+    from editcaption.eval.summary import comparison_table
+
+    table = comparison_table(dict(results))
+    changes = [c for c in table.columns if c == "S" or c.endswith(" err")]
+    for column in changes:
+        table[f"Δ {column}"] = (table[column] - table.loc[baseline, column]).round(3)
+    return table

@@ -1,0 +1,177 @@
+"""Preference data (notebook 03): tagging, balancing, the correction round trip, the written set, disjointness."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from editcaption import annotation
+from editcaption.data import construct, preference
+from editcaption.data.synthetic import generate_pairs
+from editcaption.records import PREFERENCE_FEATURES, make_change
+from editcaption.train.hae_dpo import load_preferences
+from editcaption.train.margin import hae_margin
+
+MOVE_LEFT = [make_change("move", "red star", "position", "", "", "left")]
+
+
+def test_tagging_keeps_mode_errors_and_counts_the_rest():
+    changes = [MOVE_LEFT] * 6 + [[make_change("color", "star", "color", "red", "blue")]]
+    texts = ["Move the red star to the left.", "Move the red star to the right.", ".", "",
+             "Add a hat to the car.", "Move the red star to the left and add a hat.", "Change the color of the star."]
+    ids = list("abcdefg")
+    tagging = preference.tag_candidates({"id": ids, "changes": changes}, dict(zip(ids, texts)))
+    assert tagging.rejected == {"b": ("orientation", "P0"), "g": ("detail", "P0")}
+    assert (tagging.clean, tagging.off_topic, tagging.empty, tagging.other) == (["a"], ["c", "e"], ["d"], ["f"])
+    summary = tagging.summary()
+    assert summary["n_candidates"] == 7 and summary["n_rejected"] == 2 and summary["n_other_dropped"] == 1
+
+
+def test_balance_largest_exact_mix_and_shortfall():
+    labels = {f"o{i}": "orientation" for i in range(10)} | {f"v{i}": "viewpoint" for i in range(3)} | {
+        f"d{i}": "detail" for i in range(20)}
+    largest = preference.balance(labels, preference.PAPER_MIX, seed=1)
+    # N = min(10/.342, 3/.315, 20/.343) = 9 -> 3.078, 2.835, 3.087 -> largest remainder gives viewpoint the spare row
+    assert largest.target == {"orientation": 3, "viewpoint": 3, "detail": 3} and sum(largest.shortfall.values()) == 0
+    assert len(largest.selected) == 9 and largest.selected == sorted(largest.selected)
+    assert largest.selected == preference.balance(labels, preference.PAPER_MIX, seed=1).selected
+    assert all(labels[pid] == m for m in preference.MODES for pid in largest.selected if pid[0] == m[0])
+
+    aimed = preference.balance(labels, {"orientation": 34.2, "viewpoint": 31.5, "detail": 34.3}, n_total=20, seed=1)
+    assert aimed.target == {"orientation": 7, "viewpoint": 6, "detail": 7}  # 6.84, 6.30, 6.86
+    assert aimed.taken == {"orientation": 7, "viewpoint": 3, "detail": 7}
+    assert aimed.shortfall == {"orientation": 0, "viewpoint": 3, "detail": 0}
+    assert aimed.achieved_mix() == pytest.approx({"orientation": 7 / 17, "viewpoint": 3 / 17, "detail": 7 / 17})
+    for bad in ({"orientation": -1, "viewpoint": 1}, {"other": 1.0}, {"detail": 0.0}):
+        with pytest.raises(ValueError, match="mix"):
+            preference.balance(labels, bad)
+
+
+@pytest.fixture(scope="module")
+def corrected(tmp_path_factory):
+    """24 fresh pairs with SIMULATED-teacher candidates, tagged, sent through the correction sheet."""
+    root = tmp_path_factory.mktemp("pref")
+    test = generate_pairs(4, seed=5, progress=False)
+    pairs, _ = preference.candidate_pairs(24, seed=5, exclude={"test": test})
+    backend = preference.candidate_backend("simulated-teacher", seed=5)
+    candidates = construct.caption_pairs(pairs, backend)
+    tagging = preference.tag_candidates(pairs, candidates)
+    sheet = preference.export_correction_sheet(pairs, candidates, list(tagging.rejected), root / "correction")
+    filled = preference.filled_correction_sheet(sheet, truth=preference.correction_truth(pairs, tagging),
+                                                residual_error_rate=0.0, seed=5)
+    corrections = preference.import_corrections(sheet, filled, store_dir=root / "annotations")
+    return root, pairs, candidates, tagging, sheet, corrections
+
+
+def test_correction_round_trip_carries_reference_and_judge_labels(corrected):
+    root, pairs, candidates, tagging, sheet, corrections = corrected
+    assert len(tagging.rejected) >= 6
+    reference = dict(zip(pairs["id"], pairs["instruction"]))
+    assert set(corrections.rows) == set(tagging.rejected) and corrections.annotator == "simulated"
+    for pid, row in corrections.rows.items():
+        assert row["corrected_instruction"] == reference[pid] and row["rejected_instruction"] == candidates[pid]
+        assert (row["error_type"], row["severity"]) == tagging.rejected[pid]
+    # the same sheet is reused; a sheet for other rows is refused
+    assert preference.export_correction_sheet(pairs, candidates, list(tagging.rejected), sheet) == sheet
+    with pytest.raises(Exception, match="other candidates"):
+        preference.export_correction_sheet(pairs, candidates, list(tagging.rejected)[:2], sheet)
+
+
+def test_a_human_file_with_bad_rows_is_imported_row_by_row(corrected, tmp_path):
+    root, pairs, candidates, tagging, sheet, _ = corrected
+    rows = annotation.read_sheet(sheet / "sheet.jsonl")
+    first, second = rows[0], rows[1]
+    first.update(corrected_instruction="Turn the whole scene upside down.", error_type="Viewpoint", severity="P1")
+    second.update(corrected_instruction=second["rejected_instruction"], error_type="detail", severity="P0")
+    path = tmp_path / "human.csv"
+    with open(path, "w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(first))
+        writer.writeheader()
+        writer.writerows([first, second])
+    filled = preference.filled_correction_sheet(sheet, str(path), truth={}, residual_error_rate=0.0, seed=0)
+    human = preference.import_corrections(sheet, filled, store_dir=tmp_path / "annotations")
+    assert human.annotator == "human" and human.n_rejected == 1 and "equals the rejected" in human.problems[0]
+    assert human.labels() == {first["id"]: "viewpoint"} and len(human.missing) == len(rows) - 1
+    with pytest.raises(Exception, match="no such file"):
+        preference.filled_correction_sheet(sheet, str(tmp_path / "nope.csv"), truth={}, residual_error_rate=0, seed=0)
+
+
+def test_residual_rate_changes_labels(corrected):
+    _, pairs, _, tagging, sheet, _ = corrected
+    truth = preference.correction_truth(pairs, tagging)
+    rows = annotation.simulated_annotator("correction", annotation.read_sheet(sheet / "sheet.jsonl"), truth=truth,
+                                          residual_error_rate=1.0, seed=0)
+    assert all((r["error_type"], r["severity"]) != truth[r["id"]][1:] for r in rows)
+
+
+def test_written_set_loads_with_load_preferences_and_is_disjoint(corrected, tmp_path):
+    _, pairs, _, _, _, corrections = corrected
+    balanced = preference.balance(corrections.labels(), preference.PAPER_MIX, seed=0)
+    prefs = preference.build_preference_set(pairs, corrections, balanced.selected)
+    assert prefs.features == PREFERENCE_FEATURES and sorted(prefs["id"]) == balanced.selected
+    folder = preference.save_preference_set(prefs, tmp_path / "preferences")
+    trl_rows, skipped = load_preferences(folder)
+    assert len(trl_rows) == len(prefs) and not skipped
+    table = preference.mode_severity_counts(prefs)
+    assert int(table.values.sum()) == len(prefs) and list(table.index) == list(preference.MODES)
+    assert len(preference.preference_example_ids(prefs, 1)) == sum(1 for m in preference.MODES if table.loc[m].sum())
+    with pytest.raises(ValueError, match="no preference rows"):
+        preference.build_preference_set(pairs, corrections, [])
+
+
+def test_candidate_pool_skips_ids_and_images_of_other_splits():
+    clash = generate_pairs(3, seed=7 + preference.PREFERENCE_SEED_OFFSET, progress=False)  # the pool's first ids
+    pool, left_out = preference.candidate_pairs(5, seed=7, exclude={"test": clash})
+    assert left_out == 3 and set(pool["id"]).isdisjoint(clash["id"])
+    assert pool["id"] == preference.candidate_pairs(5, seed=7, exclude={"test": clash})[0]["id"]
+    construct.check_no_overlap({"pool": pool, "test": clash})
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from editcaption.models import build_tiny_model
+
+    return str(build_tiny_model("smoke", tmp_path_factory.mktemp("tiny") / "smoke", seed=0))
+
+
+def test_sft_model_candidates_are_tagged_never_invented(tiny_model):
+    pairs = generate_pairs(4, seed=3, progress=False)
+    backend = preference.candidate_backend("sft-model", sft_model=tiny_model, batch_size=4, max_new_tokens=6)
+    candidates = construct.caption_pairs(pairs, backend)
+    tagging = preference.tag_candidates(pairs, candidates)
+    assert tagging.summary()["n_candidates"] == 4  # every candidate is counted in exactly one bucket
+    assert all(candidates[pid].strip() for pid in tagging.rejected)
+    with pytest.raises(ValueError, match="needs the SFT model"):
+        preference.candidate_backend("sft-model")
+    with pytest.raises(ValueError, match="not one of"):
+        preference.candidate_backend("gpt")
+
+
+def test_reference_margins_follow_eq3(corrected, tiny_model, tmp_path):
+    _, pairs, _, _, _, corrections = corrected
+    prefs = preference.build_preference_set(pairs, corrections, sorted(corrections.rows)[:4])
+    folder = preference.save_preference_set(prefs, tmp_path / "preferences")
+    margins = preference.reference_margins(tiny_model, folder, gamma_st=2.0, gamma_h=0.5, tau=0.5, limit=3)
+    assert len(margins) == 3 and (margins["ref_logp_chosen"] < 0).all()
+    m, st, h = hae_margin(list(margins["severity"]), list(margins["error_type"]),
+                          torch.tensor(margins["ref_logp_rejected"]), torch.tensor(margins["ref_logp_chosen"]),
+                          gamma_st=2.0, gamma_h=0.5, tau=0.5)
+    assert margins["margin"].tolist() == pytest.approx(m.tolist())
+    assert margins["margin"].tolist() == pytest.approx((2.0 * margins["st_term"] + 0.5 * margins["h_term"]).tolist())
+
+
+def test_variants_rewards_and_table4():
+    assert preference.parse_variants(" dpo, hae ") == ["dpo", "hae"]
+    for bad in ("", "dpo,dpo", "dpo,ipo"):
+        with pytest.raises(ValueError, match="dpo_variants"):
+            preference.parse_variants(bad)
+    history = [{"step": 1, "rewards/margins": 0.1, "loss": 0.7}, {"step": 2, "rewards/margins": 0.3}, {"train_loss": 1}]
+    summary = preference.reward_summary(history)
+    assert summary["rewards/margins"] == 0.3 and summary["loss"] == 0.7 and summary["rewards/accuracies"] is None
+    result = {"n": 2, "S": 2.0, "S_ci": [1.5, 2.5], "Acc": 3, "Comp": 2, "Clar": 1, "p0_rate": 0.5,
+              "failure_rates": {"orientation": 0.5, "viewpoint": 0.25, "detail": 0.0}}
+    table = preference.table4({"SFT": result, "hae": {**result, "S": 2.5, "failure_rates": {
+        "orientation": 0.0, "viewpoint": 0.25, "detail": 0.0}}})
+    assert table.loc["hae", "Δ S"] == 0.5 and table.loc["hae", "Δ orientation err"] == -0.5
+    assert table.loc["SFT", "Δ S"] == 0.0
