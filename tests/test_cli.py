@@ -23,7 +23,7 @@ def cli(*args, check=True):
 
 def test_help_lists_every_command():
     out = cli("--help").stdout
-    for command in ("run", "build-tiny-model", "synth", "score"):
+    for command in ("run", "build-tiny-model", "pretrain-tiny", "synth", "score"):
         assert command in out
 
 

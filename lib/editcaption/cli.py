@@ -24,6 +24,16 @@ def _cmd_build_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pretrain_tiny(args: argparse.Namespace) -> int:
+    from editcaption.models.pretrain import pretrain_tiny_main
+
+    out = pretrain_tiny_main(args.preset, args.steps, args.seed, args.out, image_size=args.image_size,
+                             batch_size=args.batch_size, learning_rate=args.learning_rate,
+                             vision_lr_scale=args.vision_lr_scale, stop_after=args.stop_after, n_eval=args.n_eval)
+    print(f"tiny-world base written to {out}")
+    return 0
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
     from editcaption.data.synthetic import synth_main
 
@@ -62,6 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--moe", action="store_true", help="build the Qwen3-VL-MoE variant (235B-A22B family)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_build_tiny_model)
+
+    p = sub.add_parser("pretrain-tiny", help="tiny-world pre-training: teach a tiny Qwen3-VL to describe synthetic images")
+    p.add_argument("--preset", choices=("smoke", "demo"), default="demo")
+    p.add_argument("--steps", type=int, required=True, help="optimizer steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder (final/ holds the checkpoint, RECIPE.json the recipe)")
+    p.add_argument("--image-size", type=int, default=96, help="canvas px (32 px cells)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--learning-rate", type=float, default=2e-3)
+    p.add_argument("--vision-lr-scale", type=float, default=1.0, help="merger learning rate multiple")
+    p.add_argument("--stop-after", type=int, default=None, help="stop after this many steps (reproducibility checks)")
+    p.add_argument("--n-eval", type=int, default=200, help="held-out images for the description accuracy")
+    p.set_defaults(func=_cmd_pretrain_tiny)
 
     p = sub.add_parser("synth", help="generate synthetic edit pairs with exact ground truth")
     p.add_argument("--n", type=int, required=True, help="number of pairs")
