@@ -1,0 +1,461 @@
+"""Tiny-world pre-training: teach the tiny Qwen3-VL to see before SFT teaches it to write instructions.
+
+The paper starts from Qwen3-VL-Instruct, which already describes images. A randomly initialised tiny
+Qwen3-VL does not, and learns the edit-instruction task from the text alone. This stage trains it, with
+TRL's SFTTrainer, to DESCRIBE synthetic grid images: one image ("gray background; a red striped star at
+the top left; ...") or two ("Image 1: ... Image 2: ..."), where the second image of a pair is the first
+with one object moved, recoloured, added or removed, a new background, or a mirror/rotation of the view.
+It never sees the instruction prompt or an instruction, so "base < SFT" still holds.
+
+The vision encoder stays at its random initialisation (only the mergers and the language model train):
+trained from scratch, it collapses to the image's global colour and the object colours become unreadable
+(`vision_probe`). Samples are drawn on the fly from (seed, index): the same seed gives the same batches
+and losses.
+
+    editcaption pretrain-tiny --preset demo --steps 800 --seed 0 --out DIR
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from editcaption.data import synthetic as syn
+from editcaption.data.vocab import BACKGROUNDS, COLORS, SHAPES, TEXTURES
+
+SINGLE_PROMPT = "Describe the image: background, then every object with its size, colour, texture, shape and place."
+PAIR_PROMPT = "Describe Image 1 and Image 2: background, then every object with its size, colour, texture, shape and place."
+PAIR_CHANGES = ("move", "color", "add", "remove", "background", "mirror", "rotate")
+RECIPE_FILE = "RECIPE.json"
+ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-world-base"
+LOGGED_LOSSES = 20
+
+
+# ----------------------------------------------------------------------------------------------
+# Descriptions
+
+
+_ROW_WORDS = {2: ("top", "bottom"), 3: ("top", "", "bottom"), 4: ("top", "upper middle", "lower middle", "bottom")}
+_COL_WORDS = {2: ("left", "right"), 3: ("left", "", "right"), 4: ("left", "center left", "center right", "right")}
+
+
+def position_words(row: int, col: int, n: int) -> str:
+    """Viewer's-perspective place of grid cell (row, col) on an n×n grid: "top left", "center", "bottom"..."""
+    if n not in _ROW_WORDS:
+        raise ValueError(f"position words exist for 2×2 to 4×4 grids (64–128 px with 32 px cells), not {n}×{n}")
+    return " ".join(w for w in (_ROW_WORDS[n][row], _COL_WORDS[n][col]) if w) or "center"
+
+
+def _viewed(obj: syn.Obj, view: tuple, n: int) -> tuple[tuple[int, int], str]:
+    """(cell, arrow direction) of an object after a mirror or rotation of the whole image."""
+    (row, col), pointing = obj.pos, obj.pointing
+    if not view:
+        return (row, col), pointing
+    op, direction = view
+    if op == "mirror" and direction == "horizontal":
+        return (row, n - 1 - col), {"left": "right", "right": "left"}.get(pointing, pointing)
+    if op == "mirror":
+        return (n - 1 - row, col), {"up": "down", "down": "up"}.get(pointing, pointing)
+    if op == "rotate" and direction == "clockwise":
+        return (col, n - 1 - row), {"up": "right", "right": "down", "down": "left", "left": "up"}.get(pointing, pointing)
+    if op == "rotate":
+        return (n - 1 - col, row), {"up": "left", "left": "down", "down": "right", "right": "up"}.get(pointing, pointing)
+    raise ValueError(f"no description for the view {view!r}")
+
+
+def scene_facts(scene: syn.Scene, n: int) -> dict:
+    """What an image shows, as the description states it: background and objects in reading order."""
+    objects = []
+    for obj in scene.objects:
+        (row, col), pointing = _viewed(obj, scene.view, n)
+        objects.append({"row": row, "col": col, "place": position_words(row, col, n), "color": obj.color,
+                        "shape": obj.shape, "texture": obj.texture, "size": obj.size, "pointing": pointing,
+                        "word": obj.word})
+    objects.sort(key=lambda o: (o["row"], o["col"]))
+    return {"background": scene.background, "objects": objects}
+
+
+def describe(facts: dict) -> str:
+    """Background, then each object in reading order, place first:
+    'gray background; top left: small red striped star; center: blue sign saying OPEN.'"""
+    clauses = [f"{facts['background']} background"]
+    for o in facts["objects"]:
+        words = (["small"] if o["size"] == "small" else []) + [o["color"]]
+        words += [o["texture"]] if o["texture"] != "solid" else []
+        words.append(o["shape"])
+        if o["shape"] == "arrow":
+            words.append(f"pointing {o['pointing']}")
+        if o["shape"] == "sign":
+            words.append(f"saying {o['word']}")
+        clauses.append(f"{o['place']}: " + " ".join(words))
+    return "; ".join(clauses) + "."
+
+
+def _pair_target(rng: random.Random, layout: syn.GridLayout, scene: syn.Scene) -> syn.Scene | None:
+    """The second image of a pair: the scene with one change (None when the change does not fit)."""
+    target = scene.copy()
+    change = rng.choice(PAIR_CHANGES)
+    if change == "move":
+        obj = rng.choice(target.objects)
+        return target if layout.place(rng, target, obj) else None
+    if change == "color":
+        obj = rng.choice(target.objects)
+        options = [c for c in COLORS if c != obj.color and (obj.shape, c) not in target.identities()]
+        obj.color = rng.choice(options)
+        return target
+    if change == "add":
+        if len(target.objects) >= layout.capacity:
+            return None
+        shape = rng.choice(SHAPES)
+        color = rng.choice([c for c in COLORS if (shape, c) not in target.identities()])
+        obj = syn.Obj(target.next_uid(), shape, color, rng.choice(TEXTURES),
+                      pointing=rng.choice(syn.DIRECTIONS) if shape == "arrow" else "")
+        if not layout.place(rng, target, obj):
+            return None
+        target.objects.append(obj)
+        return target
+    if change == "remove":
+        if len(target.objects) < 2:
+            return None
+        target.objects.remove(rng.choice(target.objects))
+        return target
+    if change == "background":
+        target.background = rng.choice([b for b in BACKGROUNDS if b != scene.background])
+        return target
+    directions = ("horizontal", "vertical") if change == "mirror" else ("clockwise", "counterclockwise")
+    return replace(target, view=(change, rng.choice(directions)))
+
+
+def make_sample(seed: int, index: int, layout: syn.GridLayout, *, pair_rate: float = 0.4,
+                max_objects: int | None = None) -> dict:
+    """Sample `index` of the stream: {images, prompt, completion} (TRL vision rows) plus its `facts`."""
+    rng = random.Random(f"tiny-world-{seed}-{index}")
+    top = min(max_objects or layout.capacity, layout.capacity)
+    while True:
+        scene = syn._random_scene(rng, layout, rng.randint(1, top), [], small=False)
+        if rng.random() >= pair_rate:
+            facts = [scene_facts(scene, layout.n)]
+            images, prompt, text = [syn.render(scene, layout)], SINGLE_PROMPT, describe(facts[0])
+            break
+        target = _pair_target(rng, layout, scene)
+        if target is None:
+            continue
+        facts = [scene_facts(scene, layout.n), scene_facts(target, layout.n)]
+        if facts[0] == facts[1]:
+            continue  # e.g. a vertical mirror of one row: nothing to describe differently
+        images = [syn.render(scene, layout), syn.render(target, layout)]
+        prompt, text = PAIR_PROMPT, f"Image 1: {describe(facts[0])} Image 2: {describe(facts[1])}"
+        break
+    content = [{"type": "image"} for _ in images] + [{"type": "text", "text": prompt}]
+    return {
+        "images": images,
+        "prompt": [{"role": "user", "content": content}],
+        "completion": [{"role": "assistant", "content": [{"type": "text", "text": text}]}],
+        "facts": facts,
+    }
+
+
+def sample_stream(seed: int, size: int, *, pair_rate: float = 0.4, curriculum_samples: int = 0, cell: int = 32):
+    """A `datasets.IterableDataset` of training rows, in a fixed order; the first `curriculum_samples`
+    rows hold single images of one object only (the rest the full mix)."""
+    import datasets
+
+    def rows(seed, size, pair_rate, curriculum_samples, cell):
+        layout = syn.make_layout("grid", size, cell)
+        index = 0
+        while True:
+            easy = index < curriculum_samples
+            row = make_sample(seed, index, layout, pair_rate=0.0 if easy else pair_rate,
+                              max_objects=1 if easy else None)
+            row.pop("facts")
+            yield row
+            index += 1
+
+    features = datasets.Features({
+        "images": datasets.List(datasets.Image()),
+        "prompt": [{"role": datasets.Value("string"),
+                    "content": [{"type": datasets.Value("string"), "text": datasets.Value("string")}]}],
+        "completion": [{"role": datasets.Value("string"),
+                        "content": [{"type": datasets.Value("string"), "text": datasets.Value("string")}]}],
+    })
+    kwargs = {"seed": seed, "size": size, "pair_rate": pair_rate, "curriculum_samples": curriculum_samples,
+              "cell": cell}
+    return datasets.IterableDataset.from_generator(rows, gen_kwargs=kwargs, features=features)
+
+
+def _strip_none(messages: list[dict]) -> list[dict]:
+    """`datasets` fills absent struct fields with None (text: None on image parts); the chat template wants them absent."""
+    return [{**m, "content": [{k: v for k, v in part.items() if v is not None} for part in m["content"]]}
+            for m in messages]
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading a description back and scoring it
+
+
+_CLAUSE = re.compile(r"^([a-z ]+): (?:(small) )?(\w+) (?:(\w+) )?(\w+)(?: pointing \w+)?(?: saying \w+)?$")
+
+
+def parse_description(text: str) -> dict:
+    """Facts of one generated description (the inverse of `describe`; unreadable clauses are skipped)."""
+    clauses = [c.strip() for c in text.strip().rstrip(".").split(";")]
+    background = clauses[0].removesuffix(" background").strip() if clauses and clauses[0].endswith("background") else ""
+    objects = []
+    for clause in clauses[1:]:
+        match = _CLAUSE.match(clause)
+        if match:
+            place, small, color, texture, shape = match.groups()
+            objects.append({"color": color, "shape": shape, "texture": texture or "solid",
+                            "size": "small" if small else "large", "place": place.strip()})
+    return {"background": background, "objects": objects}
+
+
+def score_description(truth: dict, text: str) -> dict[str, list[bool]]:
+    """Exact match per fact: background; object count; per true object, whether its colour, shape, texture,
+    size and place are among the stated objects' (as multisets: each stated value matches once), and
+    whether its colour and shape are stated at its place ("position", the strictest)."""
+    from collections import Counter
+
+    said = parse_description(text)
+    out: dict[str, list[bool]] = {"background": [said["background"] == truth["background"]],
+                                  "count": [len(said["objects"]) == len(truth["objects"])]}
+    for key in ("color", "shape", "texture", "size", "place"):
+        left = Counter(o[key] for o in said["objects"])
+        hits = []
+        for o in truth["objects"]:
+            hits.append(left[o[key]] > 0)
+            left[o[key]] -= 1
+        out[key] = hits
+    stated = {(o["color"], o["shape"], o["place"]) for o in said["objects"]}
+    out["position"] = [(o["color"], o["shape"], o["place"]) in stated for o in truth["objects"]]
+    return out
+
+
+def _generate(model, processor, conversations: list, images: list, *, max_new_tokens: int, batch_size: int) -> list[str]:
+    import torch
+
+    texts = []
+    for start in range(0, len(conversations), batch_size):
+        chunk = conversations[start : start + batch_size]
+        prompts = processor.apply_chat_template(chunk, add_generation_prompt=True, tokenize=False)
+        batch_images = [im for ims in images[start : start + batch_size] for im in ims]
+        inputs = processor(text=prompts, images=batch_images, return_tensors="pt", padding=True, padding_side="left")
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        texts += [t.strip() for t in processor.batch_decode(out[:, inputs["input_ids"].shape[1]:],
+                                                             skip_special_tokens=True)]
+    return texts
+
+
+def evaluate_descriptions(model, processor, *, n: int = 200, seed: int = 10_000, size: int = 96,
+                          batch_size: int = 32, max_new_tokens: int = 64, max_objects: int | None = None) -> dict[str, Any]:
+    """Held-out single-image description accuracy (exact match per fact) on n fresh images of stream `seed`
+    (with 1 to `max_objects` objects; default: up to the layout's capacity)."""
+    layout = syn.make_layout("grid", size)
+    samples = [make_sample(seed, i, layout, pair_rate=0.0, max_objects=max_objects) for i in range(n)]
+    conversations = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": SINGLE_PROMPT}]}]
+                     for _ in samples]
+    texts = _generate(model, processor, conversations, [s["images"] for s in samples],
+                      max_new_tokens=max_new_tokens, batch_size=batch_size)
+    totals: dict[str, list[bool]] = {}
+    for sample, text in zip(samples, texts):
+        for key, hits in score_description(sample["facts"][0], text).items():
+            totals.setdefault(key, []).extend(hits)
+    accuracy = {key: sum(hits) / len(hits) for key, hits in totals.items()}
+    return {"n": n, "size": size, "seed": seed, "max_objects": max_objects, "accuracy": accuracy, "examples": texts[:5],
+            "references": [s["completion"][0]["content"][0]["text"] for s in samples[:5]]}
+
+
+def vision_feature_spread(model, processor, *, size: int = 96) -> dict[str, float]:
+    """How much the merged vision token under an object varies with its colour, relative to the token's norm,
+    and how far a one-cell shift of the object moves the image's tokens (both 0 for a blind encoder)."""
+    import numpy as np
+
+    layout = syn.make_layout("grid", size)
+    c = layout.n // 2
+
+    def image(color: str, pos: tuple[int, int]):
+        return syn.render(syn.Scene("white", [syn.Obj(0, "square", color, pos=pos)]), layout)
+
+    by_color = _merged_tokens(model, processor, [image(color, (c, c)) for color in COLORS])[:, c * layout.n + c]
+    color_spread = np.linalg.norm(by_color.std(0)) / np.linalg.norm(by_color, axis=1).mean()
+    here, there = _merged_tokens(model, processor, [image("red", (c, c)), image("red", (c, c + 1))])
+    return {"color_spread": float(color_spread),
+            "position_shift": float(np.linalg.norm(here - there) / np.linalg.norm(here))}
+
+
+def _merged_tokens(model, processor, images):
+    """The merged vision tokens the language model receives: (images, tokens per image, hidden)."""
+    import torch
+
+    inputs = processor.image_processor(images=images, return_tensors="pt")
+    with torch.no_grad():
+        out = model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"])
+    embeds = out.pooler_output if hasattr(out, "pooler_output") else out[0]
+    embeds = torch.cat(list(embeds), dim=0) if isinstance(embeds, (list, tuple)) else embeds
+    return embeds.reshape(len(images), -1, embeds.shape[-1]).float().numpy()
+
+
+def vision_probe(model, processor, *, n: int = 500, size: int = 96, seed: int = 7, train_share: float = 0.8) -> dict:
+    """Held-out accuracy of ridge-regression probes on the merged vision tokens of one-object images:
+    the object's colour (10 classes) and cell (9 classes), read from all tokens or from their mean."""
+    import numpy as np
+
+    layout = syn.make_layout("grid", size)
+    samples = [make_sample(seed, i, layout, pair_rate=0.0, max_objects=1) for i in range(n)]
+    tokens = _merged_tokens(model, processor, [s["images"][0] for s in samples])
+    objects = [s["facts"][0]["objects"][0] for s in samples]
+    labels = {"color": np.array([list(COLORS).index(o["color"]) for o in objects]),
+              "cell": np.array([o["row"] * layout.n + o["col"] for o in objects])}
+    cut = int(train_share * n)
+
+    def probe(x, y):
+        x = (x - x[:cut].mean(0)) / (x[:cut].std(0) + 1e-6)
+        onehot = np.eye(y.max() + 1)[y]
+        w = np.linalg.solve(x[:cut].T @ x[:cut] + 10 * np.eye(x.shape[1]), x[:cut].T @ onehot[:cut])
+        return float(((x[cut:] @ w).argmax(1) == y[cut:]).mean())
+
+    return {f"{what}_from_{view}": probe(x, labels[what]) for what in labels
+            for view, x in (("tokens", tokens.reshape(n, -1)), ("mean_token", tokens.mean(1)))}
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+
+
+def freeze_vision_encoder(model) -> int:
+    """Keep the vision encoder (patch and position embeddings, ViT blocks) at its random init; the mergers
+    stay trainable. Returns the number of frozen parameters.
+
+    Trained from scratch, the encoder collapses to the image's global colour: a linear probe reads the
+    object's colour from the random encoder's tokens but not after training (see `vision_probe`)."""
+    frozen = 0
+    for name, param in model.named_parameters():
+        if ".visual." in f".{name}" and "merger" not in name:
+            param.requires_grad_(False)
+            frozen += param.numel()
+    return frozen
+
+
+def _trainer_class():
+    """SFTTrainer whose AdamW gives the trainable vision parameters `vision_lr_scale` × the learning rate."""
+    import torch
+    from trl import SFTTrainer
+
+    class TinyWorldTrainer(SFTTrainer):
+        vision_lr_scale = 1.0
+
+        def create_optimizer(self, model=None):
+            if self.optimizer is None:
+                named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+                vision = [p for n, p in named if ".visual." in f".{n}"]
+                text = [p for n, p in named if ".visual." not in f".{n}"]
+                lr = self.args.learning_rate
+                self.optimizer = torch.optim.AdamW(
+                    [{"params": text, "lr": lr}, {"params": vision, "lr": lr * self.vision_lr_scale}],
+                    lr=lr, weight_decay=self.args.weight_decay, betas=(self.args.adam_beta1, self.args.adam_beta2),
+                    eps=self.args.adam_epsilon)
+            return self.optimizer
+
+    return TinyWorldTrainer
+
+
+def _stop_after(steps: int):
+    from transformers import TrainerCallback
+
+    class StopAfter(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= steps:
+                control.should_training_stop = True
+            return control
+
+    return StopAfter()
+
+
+def pretrain_tiny(preset: str, steps: int, seed: int, out: str | Path, *, image_size: int = 96,
+                  batch_size: int = 16, learning_rate: float = 2e-3, vision_lr_scale: float = 1.0,
+                  warmup_ratio: float = 0.05, pair_rate: float = 0.2, curriculum_ratio: float = 0.5,
+                  stop_after: int | None = None, init_from: str | Path | None = None,
+                  freeze_encoder: bool = True) -> dict[str, Any]:
+    """Build a tiny Qwen3-VL of `preset` (or start from `init_from`), train it `steps` steps on the description
+    stream and save it to `out`; returns {losses, final_dir, train_runtime}. `stop_after` ends the run early
+    under the same schedule (determinism checks); `freeze_encoder` keeps the vision encoder at its init."""
+    import torch
+    from trl import SFTConfig
+
+    from editcaption.models.loading import load_model_and_processor
+    from editcaption.models.tiny import build_tiny_model
+
+    out = Path(out)
+    init = Path(init_from) if init_from else build_tiny_model(preset, out / "init", seed=seed)
+    torch.manual_seed(seed)
+    model, processor = load_model_and_processor(init)
+    model.train()
+    if freeze_encoder:
+        freeze_vision_encoder(model)
+    dataset = sample_stream(seed, image_size, pair_rate=pair_rate,
+                            curriculum_samples=int(curriculum_ratio * steps) * batch_size)
+    args = SFTConfig(
+        output_dir=str(out / "trainer"), max_steps=steps, per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=warmup_ratio, weight_decay=0.0,
+        max_grad_norm=1.0, logging_steps=1, save_strategy="no", report_to="none", seed=seed, data_seed=seed,
+        max_length=None, completion_only_loss=True, dataloader_num_workers=0, disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(), dataset_kwargs={"skip_prepare_dataset": True},
+    )
+    trainer_class = _trainer_class()
+    trainer_class.vision_lr_scale = vision_lr_scale
+    trainer = trainer_class(model=model, args=args, train_dataset=dataset.map(
+        lambda r: {"prompt": _strip_none(r["prompt"]), "completion": _strip_none(r["completion"])}),
+        processing_class=processor, callbacks=[_stop_after(stop_after)] if stop_after else None)
+    result = trainer.train()
+    losses = [round(h["loss"], 6) for h in trainer.state.log_history if "loss" in h]
+    final_dir = out / "final"
+    trainer.save_model(str(final_dir))
+    (final_dir / "trainer_log.json").write_text(json.dumps(trainer.state.log_history) + "\n", encoding="utf-8")
+    return {"losses": losses, "final_dir": str(final_dir), "train_runtime": result.metrics.get("train_runtime")}
+
+
+def _versions() -> dict[str, str]:
+    import platform
+
+    import datasets
+    import PIL
+    import tokenizers
+    import torch
+    import transformers
+    import trl
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "trl": trl.__version__, "datasets": datasets.__version__, "tokenizers": tokenizers.__version__,
+            "pillow": PIL.__version__}
+
+
+def pretrain_tiny_main(preset: str, steps: int, seed: int, out: str | Path, *, image_size: int = 96,
+                       batch_size: int = 16, learning_rate: float = 2e-3, vision_lr_scale: float = 1.0,
+                       stop_after: int | None = None, n_eval: int = 200) -> Path:
+    """The `editcaption pretrain-tiny` command: pre-train, evaluate on held-out single images, write
+    out/final (the checkpoint) and out/RECIPE.json (command, seed, versions, first losses, accuracy)."""
+    from editcaption.models.loading import load_model_and_processor
+
+    run = pretrain_tiny(preset, steps, seed, out, image_size=image_size, batch_size=batch_size,
+                        learning_rate=learning_rate, vision_lr_scale=vision_lr_scale, stop_after=stop_after)
+    command = (f"editcaption pretrain-tiny --preset {preset} --steps {steps} --seed {seed} --out {out} "
+               f"--image-size {image_size} --batch-size {batch_size} --learning-rate {learning_rate} "
+               f"--vision-lr-scale {vision_lr_scale}" + (f" --stop-after {stop_after}" if stop_after else ""))
+    recipe = {"command": command, "preset": preset, "steps": steps, "seed": seed, "image_size": image_size,
+              "batch_size": batch_size, "learning_rate": learning_rate, "vision_lr_scale": vision_lr_scale,
+              "stop_after": stop_after, "freeze_vision_encoder": True, "versions": _versions(),
+              "train_runtime_s": run["train_runtime"],
+              "first_losses": run["losses"][:LOGGED_LOSSES], "final_loss": run["losses"][-1]}
+    if n_eval:
+        model, processor = load_model_and_processor(run["final_dir"])
+        recipe["heldout_description"] = evaluate_descriptions(model, processor, n=n_eval, size=image_size)
+        recipe["heldout_description_one_object"] = evaluate_descriptions(model, processor, n=n_eval, size=image_size,
+                                                                         max_objects=1)
+        recipe["vision_feature_spread"] = vision_feature_spread(model, processor, size=image_size)
+        recipe["vision_probe"] = vision_probe(model, processor, size=image_size)
+    (Path(out) / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
+    return Path(run["final_dir"])
