@@ -396,3 +396,14 @@ def test_a_wrong_model_name_is_a_recorded_failure(served):
     assert backend.generate(colour_pairs(1), progress=False) == [""]
     (caption,) = backend.last_results
     assert caption.reason.startswith("HTTP 400") and "not-served" in caption.reason and not caption.retryable
+
+
+def test_a_checkpoint_retrained_in_place_does_not_reuse_cached_captions(tmp_path):
+    from editcaption.generation import TransformersBackend
+
+    (tmp_path / "model.safetensors").write_bytes(b"old weights")
+    before = TransformersBackend(str(tmp_path)).cache_identity
+    (tmp_path / "model.safetensors").write_bytes(b"new weights, retrained")
+    after = TransformersBackend(str(tmp_path)).cache_identity
+    assert before.startswith(str(tmp_path)) and before != after
+    assert TransformersBackend("org/hub-model").cache_identity == "org/hub-model"

@@ -258,6 +258,11 @@ class CaptionBackend:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r})"
 
+    @property
+    def cache_identity(self) -> str:
+        """What a cache line must name to be reused: the model (a local checkpoint adds its weights' fingerprint)."""
+        return self.model
+
     def _run(self, pairs: Iterator[Pair], prompt: str) -> Iterator[Caption]:
         raise NotImplementedError
 
@@ -288,7 +293,7 @@ class CaptionBackend:
         pending = [i for i, pid in enumerate(ids) if pid not in results]
         writer = None
         if cache_path is not None and pending:
-            writer = _CacheWriter(Path(cache_path), self.name, self.model, version)
+            writer = _CacheWriter(Path(cache_path), self.name, self.cache_identity, version)
         start = time.perf_counter()
         bar = tqdm(total=len(pending), desc=f"captions ({self.name})", unit="pair", disable=not progress)
         run = self._run(_iter_pairs(pairs, pending), prompt) if pending else iter(())
@@ -322,7 +327,7 @@ class CaptionBackend:
     def _answered(self, path: Path, version: str, retry_failed: str) -> dict[str, Caption]:
         """The cached captions this call keeps (see the module doc); other settings' lines are counted."""
         records, bad = _read_lines(path)
-        ours = [(item["backend"], item["model"], item["prompt_version"]) == (self.name, self.model, version)
+        ours = [(item["backend"], item["model"], item["prompt_version"]) == (self.name, self.cache_identity, version)
                 for item in records]
         latest = {item["id"]: item for item, mine in zip(records, ours) if mine}
         other = ours.count(False)
@@ -372,6 +377,17 @@ class TransformersBackend(CaptionBackend):
         self.sampling = {k: v for k, v in (("temperature", temperature), ("top_p", top_p)) if v is not None}
         self.seed, self.device, self.dtype = seed, device, dtype
         self._loaded = None  # (model, processor), loaded at the first pair to caption
+
+    @property
+    def cache_identity(self) -> str:
+        """A local folder's path plus the size and mtime of its weight files: a checkpoint retrained in the
+        same folder does not reuse the old one's cached captions."""
+        folder = Path(self.model)
+        weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")) if folder.is_dir() else []
+        if not weights:
+            return self.model
+        stamp = hashlib.sha1("".join(f"{w.name}:{w.stat().st_size}:{w.stat().st_mtime_ns};" for w in weights).encode())
+        return f"{self.model}@{stamp.hexdigest()[:12]}"
 
     def _load(self):
         if self._loaded is None:
