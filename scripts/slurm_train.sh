@@ -4,7 +4,7 @@
 #   sbatch --nodes=4 scripts/slurm_train.sh PROFILE [STAGE] [--key value ...]
 #
 # PROFILE: params/<name>.yaml or a path. STAGE: the module editcaption.train.STAGE (default sft).
-# The accelerate config comes from the profile key `<STAGE>_accelerate_config`, else `accelerate_config`,
+# The accelerate config comes from the profile key `<prefix>_accelerate_config` (sft_, dpo_ for hae_dpo), else `accelerate_config`,
 # else params/accelerate/zero3.yaml (the paper's setting: ZeRO-3, bf16). Extra `--key value` pairs are
 # passed to the training module as overrides. DRY_RUN=1 prints the command instead of running it.
 # Run from the repository root (the accelerate configs name their DeepSpeed JSON relative to it).
@@ -32,7 +32,8 @@ esac
 ACCELERATE_CONFIG=$("$PYTHON" -c '
 import sys, yaml
 values = yaml.safe_load(open(sys.argv[1], encoding="utf-8")) or {}
-print(values.get(sys.argv[2] + "_accelerate_config") or values.get("accelerate_config") or "params/accelerate/zero3.yaml")
+prefix = {"hae_dpo": "dpo"}.get(sys.argv[2], sys.argv[2])  # the profile-key prefix of the stage
+print(values.get(prefix + "_accelerate_config") or values.get("accelerate_config") or "params/accelerate/zero3.yaml")
 ' "$PROFILE_PATH" "$STAGE")
 [[ -f $ACCELERATE_CONFIG ]] || { echo "accelerate config $ACCELERATE_CONFIG (from $PROFILE_PATH) not found" >&2; exit 2; }
 

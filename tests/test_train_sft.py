@@ -350,6 +350,10 @@ def test_slurm_script_reads_the_profile_and_builds_the_launch(tmp_path):
     dpo = subprocess.run(["bash", "scripts/slurm_train.sh", str(profile), "hae_dpo"], cwd=REPO, env=env,
                          capture_output=True, text=True, check=True).stdout
     assert "--config_file params/accelerate/zero3_offload.yaml" in dpo and "-m editcaption.train.hae_dpo" in dpo
+    profile.write_text(profile.read_text() + "dpo_accelerate_config: params/accelerate/zero2.yaml\n")
+    dpo = subprocess.run(["bash", "scripts/slurm_train.sh", str(profile), "hae_dpo"], cwd=REPO, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert "--config_file params/accelerate/zero2.yaml" in dpo  # notebook 04's key for the DPO stage
 
 
 @pytest.mark.slow
