@@ -29,6 +29,7 @@ from editcaption.train.common import (
     TRAINING_KEYS,
     Key,
     cpu_ddp_backend,
+    trainer_arguments,
     describe_batch,
     exit_entry_point,
     gradient_accumulation,
@@ -312,32 +313,8 @@ def resolve_output_dir(params: Mapping[str, Any]) -> Path:
 
 def dpo_config(params: Mapping[str, Any], output_dir: Path, accumulation: int) -> HAEDPOConfig:
     """HAEDPOConfig from the parameters; max_length=None because over-long samples are dropped beforehand."""
-    if not 0 <= params["warmup_ratio"] < 1:
-        raise ValueError(f"warmup_ratio must be in [0, 1), found {params['warmup_ratio']}")
     return HAEDPOConfig(
-        output_dir=str(output_dir),
-        run_name=params["run_name"],
-        learning_rate=params["learning_rate"],
-        num_train_epochs=params["num_train_epochs"],
-        max_steps=params["max_steps"],
-        per_device_train_batch_size=params["per_device_train_batch_size"],
-        gradient_accumulation_steps=accumulation,
-        lr_scheduler_type=params["lr_scheduler_type"],
-        warmup_steps=params["warmup_ratio"],  # transformers 5: a float < 1 is a ratio of the total steps
-        weight_decay=params["weight_decay"],
-        max_grad_norm=params["max_grad_norm"],
-        bf16=params["bf16"],
-        gradient_checkpointing=params["gradient_checkpointing"],
-        logging_steps=params["logging_steps"],
-        save_strategy="steps",
-        save_steps=params["save_steps"],
-        save_total_limit=params["save_total_limit"],
-        seed=params["seed"],
-        data_seed=params["seed"],
-        dataloader_num_workers=params["dataloader_num_workers"],
-        report_to=params["report_to"],
-        ddp_backend=cpu_ddp_backend(),
-        max_length=None,
+        **trainer_arguments(params, output_dir, accumulation),
         beta=params["beta"],
         loss_type=["sigmoid"],
         hae_variant=params["dpo_variant"],
