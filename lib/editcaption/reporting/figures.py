@@ -10,28 +10,45 @@ import matplotlib.pyplot as plt
 CATEGORY_COLORS = {"semantic": "#4C72B0", "stylistic": "#DD8452", "structural": "#55A868", "": "#999999"}
 
 
-def plot_pair_examples(pairs, n: int = 6, *, wrap: int = 48, save: str | Path | None = None):
-    """A grid of (source, target, text) rows: the instruction, the GT primary and secondary changes."""
-    n = min(n, len(pairs))
-    fig, axes = plt.subplots(n, 3, figsize=(11, 2.6 * n), gridspec_kw={"width_ratios": [1, 1, 1.8]}, squeeze=False)
-    for i in range(n):
-        row = pairs[i]
-        for ax, key, title in ((axes[i, 0], "source_image", "source"), (axes[i, 1], "target_image", "target")):
-            ax.imshow(row[key])
-            ax.set_title(f"{title} ({row[key].width}x{row[key].height})", fontsize=8)
-            ax.axis("off")
-        gt = row["gt"]
-        lines = [f"[{row['category'] or '?'} / {row['edit_type'] or '?'}]  id {row['id']}",
-                 "instruction: " + (row["instruction"] or "(none)")]
-        lines += ["primary: " + c for c in gt["primary_changes"]]
-        lines += ["secondary: " + c for c in gt["secondary_changes"]]
-        text = "\n".join(textwrap.fill(line, wrap, subsequent_indent="   ") for line in lines)
-        axes[i, 2].text(0, 1, text, va="top", ha="left", fontsize=8, family="monospace")
-        axes[i, 2].axis("off")
+def _finish(fig, save: str | Path | None):
+    """Lay the figure out, save it when asked, and return it (so a notebook cell shows it)."""
     fig.tight_layout()
     if save:
         fig.savefig(save, dpi=110)
     return fig
+
+
+def _image_text_grid(rows: list[tuple], *, wrap: int, text_ratio: float = 2.4, sizes: bool = False,
+                     save: str | Path | None = None):
+    """One figure row per (source image, target image, text lines, text colour): the two images, then the
+    lines wrapped at `wrap` characters; `sizes` titles each image with its pixel size."""
+    n = max(len(rows), 1)
+    fig, axes = plt.subplots(n, 3, figsize=(12, 2.4 * n), gridspec_kw={"width_ratios": [1, 1, text_ratio]},
+                             squeeze=False)
+    for i, (source, target, lines, color) in enumerate(rows):
+        for ax, image, title in ((axes[i, 0], source, "source"), (axes[i, 1], target, "target")):
+            ax.imshow(image)
+            if sizes:
+                ax.set_title(f"{title} ({image.width}x{image.height})", fontsize=8)
+            ax.axis("off")
+        text = "\n".join(textwrap.fill(line, wrap, subsequent_indent="   ") for line in lines)
+        axes[i, 2].text(0, 1, text, va="top", ha="left", fontsize=8, family="monospace", color=color)
+        axes[i, 2].axis("off")
+    for ax in axes[len(rows):].ravel():
+        ax.axis("off")
+    return _finish(fig, save)
+
+
+def plot_pair_examples(pairs, n: int = 6, *, wrap: int = 48, save: str | Path | None = None):
+    """A grid of (source, target, text) rows: the instruction, the GT primary and secondary changes."""
+    rows = []
+    for row in (pairs[i] for i in range(min(n, len(pairs)))):
+        lines = [f"[{row['category'] or '?'} / {row['edit_type'] or '?'}]  id {row['id']}",
+                 "instruction: " + (row["instruction"] or "(none)")]
+        lines += ["primary: " + c for c in row["gt"]["primary_changes"]]
+        lines += ["secondary: " + c for c in row["gt"]["secondary_changes"]]
+        rows.append((row["source_image"], row["target_image"], lines, "black"))
+    return _image_text_grid(rows, wrap=wrap, text_ratio=1.8, sizes=True, save=save)
 
 
 def plot_edit_distribution(categories: list[str], edit_types: list[str], *, save: str | Path | None = None):
@@ -56,10 +73,7 @@ def plot_edit_distribution(categories: list[str], edit_types: list[str], *, save
     ax_bar.set_xlabel("pairs")
     ax_bar.tick_params(axis="y", labelsize=7)
     ax_bar.set_title("Counts per edit type")
-    fig.tight_layout()
-    if save:
-        fig.savefig(save, dpi=110)
-    return fig
+    return _finish(fig, save)
 
 
 def plot_training_curves(log_history: list[dict], *, title: str = "training", save: str | Path | None = None):
@@ -79,31 +93,19 @@ def plot_training_curves(log_history: list[dict], *, title: str = "training", sa
         ax2.set_ylabel("learning rate", color="#777777")
     ax.legend(loc="upper right")
     ax.set_title(title)
-    fig.tight_layout()
-    if save:
-        fig.savefig(save, dpi=110)
-    return fig
+    return _finish(fig, save)
 
 
 def plot_instruction_examples(pairs, instructions: dict[str, list[str]], n: int = 6, *, wrap: int = 60,
                               save: str | Path | None = None):
     """Source, target, then the reference instruction and each model's instruction for the first n pairs."""
-    n = min(n, len(pairs))
-    fig, axes = plt.subplots(n, 3, figsize=(12, 2.4 * n), gridspec_kw={"width_ratios": [1, 1, 2.4]}, squeeze=False)
-    for i in range(n):
+    rows = []
+    for i in range(min(n, len(pairs))):
         row = pairs[i]
-        for ax, key in ((axes[i, 0], "source_image"), (axes[i, 1], "target_image")):
-            ax.imshow(row[key])
-            ax.axis("off")
         lines = [f"[{row['edit_type']}] reference: {row['instruction']}"]
         lines += [f"{name}: {texts[i]}" for name, texts in instructions.items()]
-        text = "\n".join(textwrap.fill(line, wrap, subsequent_indent="   ") for line in lines)
-        axes[i, 2].text(0, 1, text, va="top", ha="left", fontsize=8, family="monospace")
-        axes[i, 2].axis("off")
-    fig.tight_layout()
-    if save:
-        fig.savefig(save, dpi=110)
-    return fig
+        rows.append((row["source_image"], row["target_image"], lines, "black"))
+    return _image_text_grid(rows, wrap=wrap, save=save)
 
 
 def plot_score_comparison(table, *, save: str | Path | None = None):
@@ -121,10 +123,7 @@ def plot_score_comparison(table, *, save: str | Path | None = None):
     ax_err.set_xticks([m + width * (len(names) - 1) / 2 for m in range(len(modes))], modes)
     ax_err.set_ylabel("share of test pairs")
     ax_err.legend()
-    fig.tight_layout()
-    if save:
-        fig.savefig(save, dpi=110)
-    return fig
+    return _finish(fig, save)
 
 
 def plot_score_histogram(all_scores: list[float], kept_scores: list[float], threshold: float, *, field: str = "overall",
@@ -139,10 +138,7 @@ def plot_score_histogram(all_scores: list[float], kept_scores: list[float], thre
     ax.set_ylabel("captions")
     ax.set_title("Quality filter: score distribution")
     ax.legend()
-    fig.tight_layout()
-    if save:
-        fig.savefig(save, dpi=110)
-    return fig
+    return _finish(fig, save)
 
 
 def plot_funnel(counts: dict[str, int], *, save: str | Path | None = None):
@@ -158,10 +154,7 @@ def plot_funnel(counts: dict[str, int], *, save: str | Path | None = None):
     ax.set_xlim(0, top * 1.2)
     ax.set_xlabel("pairs")
     ax.set_title("SFT data construction funnel")
-    fig.tight_layout()
-    if save:
-        fig.savefig(save, dpi=110)
-    return fig
+    return _finish(fig, save)
 
 
 def plot_failure_modes(by_stage: dict[str, dict], *, save: str | Path | None = None):
@@ -178,10 +171,7 @@ def plot_failure_modes(by_stage: dict[str, dict], *, save: str | Path | None = N
     ax.set_ylabel("share of instructions")
     ax.set_title("Failure modes found by the rule judge")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    if save:
-        fig.savefig(save, dpi=110)
-    return fig
+    return _finish(fig, save)
 
 
 def plot_refinement_examples(pairs, ids: list[str], candidates: dict[str, str], refined: dict[str, str], *,
@@ -189,24 +179,14 @@ def plot_refinement_examples(pairs, ids: list[str], candidates: dict[str, str], 
     """Source, target, the candidate caption (with a note, e.g. its injected errors) and the refined
     instruction, for the pairs `ids`."""
     where = {pid: i for i, pid in enumerate(pairs["id"])}
-    rows = [pairs[where[pid]] for pid in ids]
-    fig, axes = plt.subplots(max(len(rows), 1), 3, figsize=(12, 2.4 * max(len(rows), 1)),
-                             gridspec_kw={"width_ratios": [1, 1, 2.4]}, squeeze=False)
-    for i, row in enumerate(rows):
-        for ax, key in ((axes[i, 0], "source_image"), (axes[i, 1], "target_image")):
-            ax.imshow(row[key])
-            ax.axis("off")
+    rows = []
+    for row in (pairs[where[pid]] for pid in ids):
         lines = [f"[{row['edit_type']}] id {row['id']}", "candidate: " + candidates[row["id"]]]
         if notes and notes.get(row["id"]):
             lines.append("  (" + notes[row["id"]] + ")")
         lines.append("refined:   " + refined[row["id"]])
-        text = "\n".join(textwrap.fill(line, wrap, subsequent_indent="   ") for line in lines)
-        axes[i, 2].text(0, 1, text, va="top", ha="left", fontsize=8, family="monospace")
-        axes[i, 2].axis("off")
-    fig.tight_layout()
-    if save:
-        fig.savefig(save, dpi=110)
-    return fig
+        rows.append((row["source_image"], row["target_image"], lines, "black"))
+    return _image_text_grid(rows, wrap=wrap, save=save)
 
 
 # --- notebooks 03 and 04: preference data and HAE-DPO margins -------------------------------------------
@@ -231,32 +211,18 @@ def plot_mode_severity_counts(table, *, target_mix: dict[str, float] | None = No
     ax.set_ylabel("preference pairs")
     ax.set_ylim(0, max(bottom + [1]) * 1.2)
     ax.legend(title="severity")
-    fig.tight_layout()
-    if save:
-        fig.savefig(save, dpi=110)
-    return fig
+    return _finish(fig, save)
 
 
 def plot_preference_examples(preferences, ids: list[str], *, wrap: int = 60, save: str | Path | None = None):
     """Source, target, the rejected instruction with its failure mode and severity, and the chosen correction."""
     where = {pid: i for i, pid in enumerate(preferences["id"])}
-    rows = [preferences[where[pid]] for pid in ids]
-    fig, axes = plt.subplots(max(len(rows), 1), 3, figsize=(12, 2.4 * max(len(rows), 1)),
-                             gridspec_kw={"width_ratios": [1, 1, 2.4]}, squeeze=False)
-    for i, row in enumerate(rows):
-        for ax, image in zip(axes[i, :2], row["images"]):
-            ax.imshow(image)
-            ax.axis("off")
+    rows = []
+    for row in (preferences[where[pid]] for pid in ids):
         lines = [f"[{row['error_type']} · {row['severity']}] id {row['id']}", "rejected: " + row["rejected"],
                  "chosen:   " + row["chosen"]]
-        text = "\n".join(textwrap.fill(line, wrap, subsequent_indent="   ") for line in lines)
-        axes[i, 2].text(0, 1, text, va="top", ha="left", fontsize=8, family="monospace",
-                        color=MODE_COLORS.get(row["error_type"], "black"))
-        axes[i, 2].axis("off")
-    fig.tight_layout()
-    if save:
-        fig.savefig(save, dpi=110)
-    return fig
+        rows.append((*row["images"][:2], lines, MODE_COLORS.get(row["error_type"], "black")))
+    return _image_text_grid(rows, wrap=wrap, save=save)
 
 
 def plot_margin_distributions(margins, *, save: str | Path | None = None):
@@ -274,10 +240,7 @@ def plot_margin_distributions(margins, *, save: str | Path | None = None):
         ax.set_xlabel(column.replace("_", " "))
     axes[0].set_ylabel("margin m_i")
     fig.suptitle("HAE margin over the preference set (reference model)")
-    fig.tight_layout()
-    if save:
-        fig.savefig(save, dpi=110)
-    return fig
+    return _finish(fig, save)
 
 
 def plot_margin_terms(margins, *, save: str | Path | None = None):
@@ -291,10 +254,7 @@ def plot_margin_terms(margins, *, save: str | Path | None = None):
     ax.set_xlabel("severity x type term  s_i · c(t_i)")
     ax.set_ylabel("hardness term  σ((ℓ_ref(y_r) − ℓ_ref(y_w)) / τ)")
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    if save:
-        fig.savefig(save, dpi=110)
-    return fig
+    return _finish(fig, save)
 
 
 def plot_reward_margins(histories: dict[str, list[dict]], *, save: str | Path | None = None):
@@ -311,10 +271,7 @@ def plot_reward_margins(histories: dict[str, list[dict]], *, save: str | Path | 
     for ax in (ax_m, ax_a):
         ax.set_xlabel("step")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    if save:
-        fig.savefig(save, dpi=110)
-    return fig
+    return _finish(fig, save)
 
 
 def plot_logged_margins(histories: dict[str, list[dict]], *, save: str | Path | None = None):
@@ -332,7 +289,4 @@ def plot_logged_margins(histories: dict[str, list[dict]], *, save: str | Path | 
     ax.set_xticks([g + width * (len(histories) - 1) / 2 for g in range(len(groups))], groups)
     ax.set_ylabel("logged margin m_i (mean)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    if save:
-        fig.savefig(save, dpi=110)
-    return fig
+    return _finish(fig, save)
