@@ -12,7 +12,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -218,6 +218,27 @@ def finish_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def run_entry_point(argv: list[str] | None, *, description: str, epilog: str, spec: Mapping[str, Key], prefix: str,
+                    train: Callable[[dict[str, Any]], Any], check: Callable[[dict[str, Any]], None] | None = None) -> int:
+    """`python -m editcaption.train.<stage> --profile P [--key value ...]`: resolve the stage's parameters
+    (a bad key or value exits with the message), train, then end the process cleanly."""
+    import argparse
+
+    from editcaption.config import profile_path
+
+    parser = argparse.ArgumentParser(description=description, epilog=epilog)
+    parser.add_argument("--profile", required=True, help="profile name (params/<name>.yaml) or YAML path")
+    known, rest = parser.parse_known_args(argv)
+    try:
+        params = load_training_params(profile_path(known.profile), parse_overrides(rest), spec=spec, prefix=prefix)
+        if check is not None:
+            check(params)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    train(params)
+    return exit_entry_point(0)
 
 
 def exit_entry_point(code: int = 0) -> int:

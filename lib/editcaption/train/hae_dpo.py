@@ -31,12 +31,10 @@ from editcaption.train.common import (
     cpu_ddp_backend,
     trainer_arguments,
     describe_batch,
-    exit_entry_point,
+    run_entry_point,
     gradient_accumulation,
     last_checkpoint,
     load_for_training,
-    load_training_params,
-    parse_overrides,
     world_size,
 )
 from editcaption.train.margin import completion_logps, hae_margin, label_indices
@@ -434,21 +432,9 @@ def train_hae_dpo(params: Mapping[str, Any], *, callbacks: list | None = None) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from editcaption.config import ConfigError, profile_path
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="Any HAE-DPO key can be overridden: --dpo_variant st_only --max_steps 10")
-    parser.add_argument("--profile", required=True, help="profile name (params/<name>.yaml) or YAML path")
-    known, rest = parser.parse_known_args(argv)
-    try:
-        params = load_training_params(profile_path(known.profile), parse_overrides(rest), spec=DPO_KEYS, prefix=PREFIX)
-        check_choices(params)
-    except ConfigError as exc:
-        parser.error(str(exc))
-    train_hae_dpo(params)
-    return exit_entry_point(0)
+    return run_entry_point(argv, description=__doc__.split("\n\n")[0], spec=DPO_KEYS, prefix=PREFIX,
+                           epilog="Any HAE-DPO key can be overridden: --dpo_variant st_only --max_steps 10",
+                           train=train_hae_dpo, check=check_choices)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,10 @@ from editcaption.train.common import (
     Key,
     trainer_arguments,
     describe_batch,
-    exit_entry_point,
+    run_entry_point,
     gradient_accumulation,
     last_checkpoint,
     load_for_training,
-    load_training_params,
-    parse_overrides,
     world_size,
 )
 
@@ -263,20 +261,8 @@ def final_model_dir(output_dir: str | Path, *, merged_out: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from editcaption.config import ConfigError, profile_path
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="Any SFT key can be overridden: --learning_rate 2e-5 --max_steps 10")
-    parser.add_argument("--profile", required=True, help="profile name (params/<name>.yaml) or YAML path")
-    known, rest = parser.parse_known_args(argv)
-    try:
-        params = load_training_params(profile_path(known.profile), parse_overrides(rest), spec=SFT_KEYS, prefix=PREFIX)
-    except ConfigError as exc:
-        parser.error(str(exc))
-    train_sft(params)
-    return exit_entry_point(0)
+    return run_entry_point(argv, description=__doc__.split("\n\n")[0], spec=SFT_KEYS, prefix=PREFIX,
+                           epilog="Any SFT key can be overridden: --learning_rate 2e-5 --max_steps 10", train=train_sft)
 
 
 if __name__ == "__main__":
