@@ -50,3 +50,18 @@ def test_paired_bootstrap_detects_a_shift_and_not_noise():
     assert noise["low"] < 0 < noise["high"]
     with pytest.raises(ValueError):
         stats.paired_bootstrap([1, 2], [1])
+
+
+def test_direction_swaps_counts_opposite_words_per_axis():
+    from editcaption.eval.summary import direction_swaps
+
+    move = lambda d: [{"op": "move", "object": "red star", "attribute": "", "before": "", "after": "", "direction": d,
+                       "primary": True}]
+    pairs = {"changes": [move("left"), move("left"), move("right"), move("up"), move("up")]}
+    texts = ["Move the red star to the right.", "Move the red star left.", "Shift it somewhere.",
+             "Move the red star up.", "Move the red star down, not up."]
+    swaps = direction_swaps(pairs, texts)
+    assert swaps["left_right"] == {"n": 3, "stated": 2, "swapped": 1, "swap_rate": 0.5}
+    assert swaps["up_down"] == {"n": 2, "stated": 1, "swapped": 0, "swap_rate": 0.0}
+    with pytest.raises(ValueError, match="2 instructions for 5 pairs"):
+        direction_swaps(pairs, texts[:2])

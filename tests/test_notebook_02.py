@@ -21,3 +21,7 @@ def test_smoke_01_02_trains_and_scores_base_and_sft(tmp_path):
     log = (stage / "train.log").read_text()  # launched through accelerate, the cluster path
     assert log.startswith("$ ") and "accelerate.commands.launch" in log.splitlines()[0]
     assert "global batch 8 = 8 per device x 1 process(es) x 1 gradient-accumulation step(s)" in log
+    gain = metrics["sft_gain"]
+    assert gain["low"] <= gain["diff"] <= gain["high"] and 0 <= gain["p_value"] <= 1
+    assert abs(gain["diff"] - (metrics["sft"]["S"] - metrics["base"]["S"])) < 1e-9
+    assert set(metrics["direction_swaps"]["SFT"]) == {"left_right", "up_down"}

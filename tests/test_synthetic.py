@@ -189,3 +189,11 @@ def test_bad_arguments_raise_clear_errors(kwargs, message):
     args = {"n": 4, "progress": False, **kwargs}
     with pytest.raises(ValueError, match=message):
         synthetic.generate_pairs(**args)
+
+
+def test_edit_types_restrict_the_world_and_unknown_names_are_refused():
+    ds = synthetic.generate_pairs(24, seed=3, size=96, edit_types=["move", "color", "add"], progress=False)
+    assert set(ds["edit_type"]) == {"move", "color", "add"}
+    assert set(ds["category"]) == {"structural", "stylistic", "semantic"}
+    with pytest.raises(ValueError, match="unknown \\['jump'\\]"):
+        synthetic.generate_pairs(4, seed=3, size=96, edit_types=["move", "jump"], progress=False)

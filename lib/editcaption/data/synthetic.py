@@ -670,8 +670,23 @@ def _make_pair(seed: int, index: int, category: str, edit_type: str, secondary: 
                        f"attempts; use a larger canvas")
 
 
-def _plan(n: int, seed: int, mix: dict, secondary_rate: float) -> list[tuple[str, str, bool]]:
+def restrict_edit_types(edit_types, mix: dict) -> tuple[dict, dict]:
+    """(types per category, mix) keeping only `edit_types` (None: all 16); a category left without types
+    drops out of the mix. Unknown names are refused."""
+    if edit_types is None:
+        return dict(EDIT_TYPES), mix
+    wanted = list(dict.fromkeys(edit_types))
+    known = {t for types in EDIT_TYPES.values() for t in types}
+    unknown = [t for t in wanted if t not in known]
+    if unknown or not wanted:
+        raise ValueError(f"edit_types {wanted!r}: unknown {unknown}; expected a non-empty subset of {sorted(known)}")
+    types = {c: tuple(t for t in EDIT_TYPES[c] if t in wanted) for c in EDIT_TYPES}
+    return {c: t for c, t in types.items() if t}, {c: w for c, w in mix.items() if types.get(c)}
+
+
+def _plan(n: int, seed: int, mix: dict, secondary_rate: float, edit_types=None) -> list[tuple[str, str, bool]]:
     """(category, edit_type, has_secondary) per pair: exact shares of `mix`, then a seeded shuffle."""
+    allowed, mix = restrict_edit_types(edit_types, mix)
     unknown = set(mix) - set(records.CATEGORIES)
     if unknown or not mix or any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
         raise ValueError(f"mix {mix!r}: expected non-negative weights over {records.CATEGORIES} with a positive sum")
@@ -683,7 +698,7 @@ def _plan(n: int, seed: int, mix: dict, secondary_rate: float) -> list[tuple[str
     rng = random.Random(f"syn-plan-{seed}")
     plan = []
     for category in records.CATEGORIES:
-        types = list(EDIT_TYPES[category])
+        types = list(allowed.get(category, ()))
         rng.shuffle(types)
         plan += [(category, types[k % len(types)]) for k in range(counts[category])]
     rng.shuffle(plan)
@@ -693,14 +708,16 @@ def _plan(n: int, seed: int, mix: dict, secondary_rate: float) -> list[tuple[str
 
 
 def generate_pairs(n: int, seed: int = 0, size: int = 128, layout: str = "grid", mix: dict | None = None,
-                   cell: int = 32, progress: bool = True, secondary_rate: float = 0.3) -> datasets.Dataset:
-    """n synthetic edit pairs (EDIT_PAIR_FEATURES); the same arguments give the same rows."""
+                   cell: int = 32, progress: bool = True, secondary_rate: float = 0.3,
+                   edit_types: list[str] | tuple[str, ...] | None = None) -> datasets.Dataset:
+    """n synthetic edit pairs (EDIT_PAIR_FEATURES); the same arguments give the same rows. `edit_types`
+    keeps only those edit types (e.g. a world a tiny model can learn); None keeps all 16."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if not 0 <= secondary_rate <= 1:
         raise ValueError(f"secondary_rate must be in [0, 1], got {secondary_rate}")
     geometry = make_layout(layout, size, cell)
-    plan = _plan(n, seed, DEFAULT_MIX if mix is None else mix, secondary_rate)
+    plan = _plan(n, seed, DEFAULT_MIX if mix is None else mix, secondary_rate, edit_types)
     rows = [_make_pair(seed, i, *plan[i], geometry)
             for i in tqdm(range(n), desc="synthetic pairs", disable=not progress)]
     return records.pairs_from_rows(rows)

@@ -2,6 +2,8 @@
 the rate of each failure mode, the P0 rate, and per-op accuracy."""
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from editcaption.eval import stats
@@ -45,6 +47,36 @@ def summarize(scores: pd.DataFrame, *, seed: int = 0) -> dict:
         "failure_rates": {t: float(scores[f"has_{t}"].mean()) for t in FAILURE_MODES},
         "op_accuracy": {op: float(1 - g["p0"].mean()) for op, g in scores.groupby("edit_type")},
     }
+
+
+AXES = {"left_right": ("left", "right"), "up_down": ("up", "down")}
+
+
+def direction_swaps(pairs, instructions: list[str]) -> dict:
+    """Per axis, how often an instruction for a move states the opposite direction: over the move changes
+    whose direction lies on the axis and whose instruction names exactly one of the axis' two words,
+    the share naming the wrong one ("swap_rate"; None when no instruction names either)."""
+    all_changes = pairs["changes"]
+    if len(instructions) != len(all_changes):
+        raise ValueError(f"{len(instructions)} instructions for {len(all_changes)} pairs")
+    out = {}
+    for axis, words in AXES.items():
+        right = wrong = unstated = 0
+        for changes, text in zip(all_changes, instructions):
+            for change in changes:
+                if change["op"] != "move" or change["direction"] not in words:
+                    continue
+                said = {w for w in words if re.search(rf"\b{w}\b", (text or "").lower())}
+                if len(said) != 1:
+                    unstated += 1
+                elif change["direction"] in said:
+                    right += 1
+                else:
+                    wrong += 1
+        stated = right + wrong
+        out[axis] = {"n": right + wrong + unstated, "stated": stated, "swapped": wrong,
+                     "swap_rate": wrong / stated if stated else None}
+    return out
 
 
 def comparison_table(summaries: dict[str, dict]) -> pd.DataFrame:
