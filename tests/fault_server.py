@@ -70,6 +70,14 @@ def first_image_url(body: Mapping) -> str:
     return ""
 
 
+def prompt_text(body: Mapping) -> str:
+    """The text parts of the first message, joined (an LLM judge's prompt)."""
+    content = body.get("messages", [{}])[0].get("content", [])
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+
+
 class FaultServer:
     """OpenAI-compatible endpoint answering from a script; `url` is the base_url (…/v1)."""
 

@@ -44,12 +44,34 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     from editcaption import records
-    from editcaption.eval.judges import RuleJudge
 
-    if args.judge != "rule":
-        raise SystemExit(f"--judge {args.judge}: only the rule judge runs from the command line so far")
     pairs = records.load_pairs(args.pairs)
-    summary = RuleJudge().score_file(pairs, args.instructions, args.out, on_error=args.on_error)
+    if args.judge == "rule":
+        from editcaption.eval.judges import RuleJudge
+
+        summary = RuleJudge().score_file(pairs, args.instructions, args.out, on_error=args.on_error)
+    else:
+        from pathlib import Path
+
+        from editcaption.eval.llm_judge import make_judge, score_file
+
+        if not args.model:
+            raise SystemExit(f"--judge {args.judge} needs --model (the served model name or a local folder)")
+        out = Path(args.out)
+        cache = args.cache or out.with_name(out.stem + ".judge_cache.jsonl")
+        options = {"cache_path": cache, "price_per_million": (args.price_in, args.price_out)}
+        if args.max_new_tokens:
+            options["max_new_tokens"] = args.max_new_tokens
+        if args.judge == "openai":
+            if not args.base_url:
+                raise SystemExit("--judge openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+            options.update(base_url=args.base_url, api_key_env=args.api_key_env, max_retries=args.max_retries,
+                           timeout=args.timeout, max_workers=args.workers)
+        try:
+            judge = make_judge(f"{args.judge}:{args.model}", **options)
+        except ValueError as exc:  # a bad URL, a remote endpoint without its key, ...
+            raise SystemExit(f"editcaption score: error: {exc}") from None
+        summary = score_file(judge, pairs, args.instructions, out, on_error=args.on_error, progress=not args.no_progress)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -94,13 +116,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (a `datasets` folder)")
     p.set_defaults(func=_cmd_synth)
 
-    p = sub.add_parser("score", help="score instructions against pairs' structured ground truth")
+    p = sub.add_parser("score", help="score instructions against pairs' ground truth (rule judge or an LLM judge)")
     p.add_argument("--pairs", required=True, help="pairs folder (from `editcaption synth`) or parquet")
     p.add_argument("--instructions", required=True, help="JSONL of {id, instruction}")
-    p.add_argument("--judge", default="rule", help="rule (LLM judges: notebook 05)")
-    p.add_argument("--out", required=True, help="JSONL of per-pair scores")
+    p.add_argument("--judge", choices=("rule", "openai", "transformers"), default="rule",
+                   help="rule (structured changes, no model), openai (an OpenAI-compatible endpoint) or transformers "
+                        "(a local VLM folder)")
+    p.add_argument("--out", required=True, help="JSONL of per-pair scores (LLM judges add <out>.csv and <stem>.summary.json)")
     p.add_argument("--on-error", choices=("raise", "count"), default="raise",
                    help="bad instruction lines: stop with an error (default) or count and report them")
+    p.add_argument("--model", help="LLM judge: the served model name (openai) or a model folder (transformers)")
+    p.add_argument("--base-url", help="openai judge: the endpoint up to /chat/completions, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="openai judge: the environment variable holding the key")
+    p.add_argument("--cache", help="LLM judge reply cache, JSONL (default: <stem>.judge_cache.jsonl beside --out); "
+                                   "a rerun asks only for what it lacks")
+    p.add_argument("--max-retries", type=int, default=5, help="openai judge: retries on 429/5xx/timeouts")
+    p.add_argument("--timeout", type=float, default=120.0, help="openai judge: seconds per request")
+    p.add_argument("--workers", type=int, default=4, help="openai judge: concurrent requests")
+    p.add_argument("--max-new-tokens", type=int, default=0, help="LLM judge: reply length limit (0: the judge's default)")
+    p.add_argument("--price-in", type=float, default=0.0, help="LLM judge: USD per million prompt tokens (cost report)")
+    p.add_argument("--price-out", type=float, default=0.0, help="LLM judge: USD per million completion tokens")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_cmd_score)
     return parser
 

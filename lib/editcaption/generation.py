@@ -266,6 +266,12 @@ class CaptionBackend:
     def _run(self, pairs: Iterator[Pair], prompt: str) -> Iterator[Caption]:
         raise NotImplementedError
 
+    def complete(self, jobs: Iterable[tuple[Pair, str]]) -> Iterator[Caption]:
+        """One Caption per (pair, prompt) job, in any order, without a cache (the LLM judge's entry point);
+        engines without their own scheduling run the jobs one by one."""
+        for pair, prompt in jobs:
+            yield from self._run(iter([pair]), prompt)
+
     def generate(self, pairs, prompt: str = INSTRUCTION_PROMPT, *, cache_path: str | Path | None = None,
                  retry_failed: str = "transient", progress: bool = True,
                  on_result: Callable[[Caption], None] | None = None) -> list[str]:
@@ -460,6 +466,11 @@ class OpenAIBackend(CaptionBackend):
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
 
     def _run(self, pairs: Iterator[Pair], prompt: str) -> Iterator[Caption]:
+        return self.complete((pair, prompt) for pair in pairs)
+
+    def complete(self, jobs: Iterable[tuple[Pair, str]]) -> Iterator[Caption]:
+        """One Caption per (pair, prompt) job, as they finish: `max_workers` requests at once, at most
+        `batch_size` jobs held in memory."""
         import httpx
 
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
@@ -468,7 +479,7 @@ class OpenAIBackend(CaptionBackend):
             pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="caption")
             running: set = set()
             try:
-                for pair in pairs:
+                for pair, prompt in jobs:
                     running.add(pool.submit(self._caption_one, client, stop, pair, prompt))
                     if len(running) >= self.batch_size:
                         finished, running = wait(running, return_when=FIRST_COMPLETED)
