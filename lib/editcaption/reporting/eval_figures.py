@@ -1,0 +1,90 @@
+"""Figures of the automatic evaluation (notebook 05): score bars with CIs, per-category scores, judge agreement."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from editcaption.data.loaders import BM_BENCH_EDIT_TYPES
+from editcaption.eval import stats
+from editcaption.records import CATEGORIES
+from editcaption.reporting.figures import _finish
+
+GROUP_ORDER = (*CATEGORIES, *BM_BENCH_EDIT_TYPES)  # known groups in this order, others after them alphabetically
+
+
+def _error_bars(values, lows, highs) -> np.ndarray:
+    """Asymmetric error bars (2 x n) from CI bounds; 0 where a bound is missing."""
+    values = np.asarray(values, dtype=float)
+    lows = np.where(pd.isna(lows), values, np.asarray(lows, dtype=float))
+    highs = np.where(pd.isna(highs), values, np.asarray(highs, dtype=float))
+    return np.vstack([values - lows, highs - values])
+
+
+def plot_score_bars(long: pd.DataFrame, *, metric: str = "S", save: str | Path | None = None):
+    """One panel per benchmark and judge: a bar per model with its 95 % CI (long rows of tables.LONG_COLUMNS)."""
+    rows = long[long["metric"] == metric]
+    panels = list(dict.fromkeys(zip(rows["benchmark"], rows["judge"])))
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 3.4), squeeze=False)
+    for ax, (bench, judge) in zip(axes[0], panels):
+        part = rows[(rows["benchmark"] == bench) & (rows["judge"] == judge)]
+        x = np.arange(len(part))
+        ax.bar(x, part["value"].astype(float), yerr=_error_bars(part["value"], part["low"], part["high"]),
+               capsize=3, color="#4C72B0")
+        ax.set_xticks(x, part["model"], rotation=30, ha="right", fontsize=8)
+        ax.set_ylim(0, 5)
+        ax.set_title(f"{bench} ({judge})", fontsize=9)
+        ax.set_ylabel(f"{metric} (0-5)")
+    if not panels:
+        axes[0, 0].text(0.5, 0.5, "nothing scored", ha="center", va="center")
+        axes[0, 0].axis("off")
+    return _finish(fig, save)
+
+
+def plot_group_scores(scores: pd.DataFrame, group: str, *, labels: dict[str, str] | None = None, title: str = "",
+                      seed: int = 0, n_boot: int = 1000, save: str | Path | None = None):
+    """Mean S per group (edit category, ByteMorph edit type) and source, with 95 % bootstrap CIs; `scores`
+    holds one benchmark and one judge (columns source, composite, ok and `group`)."""
+    ok = scores[scores["ok"].astype(bool) & scores["composite"].notna()]
+    groups = sorted((str(g) for g in ok[group].unique()),
+                    key=lambda g: (GROUP_ORDER.index(g) if g in GROUP_ORDER else len(GROUP_ORDER), g))
+    sources = list(dict.fromkeys(ok["source"]))
+    width = 0.8 / max(len(sources), 1)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(groups) * max(len(sources), 1) * 0.5 + 2), 3.4))
+    for k, source in enumerate(sources):
+        means, lows, highs = [], [], []
+        for g in groups:
+            values = ok[(ok["source"] == source) & (ok[group].astype(str) == g)]["composite"]
+            mean, low, high = stats.bootstrap_ci(values, n_boot=n_boot, seed=seed) if len(values) else (np.nan,) * 3
+            means.append(mean)
+            lows.append(low)
+            highs.append(high)
+        x = np.arange(len(groups)) + (k - (len(sources) - 1) / 2) * width
+        ax.bar(x, means, width, yerr=_error_bars(means, lows, highs), capsize=2,
+               label=(labels or {}).get(source, source))
+    ax.set_xticks(np.arange(len(groups)), [g or "(none)" for g in groups], rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 5)
+    ax.set_ylabel("S (0-5)")
+    ax.set_title(title, fontsize=9)
+    if sources:
+        ax.legend(fontsize=7, ncol=min(len(sources), 3))
+    return _finish(fig, save)
+
+
+def plot_judge_scatter(scores: pd.DataFrame, judge_a: str, judge_b: str, *, title: str = "",
+                       save: str | Path | None = None):
+    """S of one judge against another on the (source, item) both scored, with the diagonal."""
+    a = scores[(scores["judge"] == judge_a) & scores["ok"].astype(bool)]
+    b = scores[(scores["judge"] == judge_b) & scores["ok"].astype(bool)]
+    both = a.merge(b, on=["source", "id"], suffixes=("_a", "_b"))
+    fig, ax = plt.subplots(figsize=(3.8, 3.6))
+    ax.scatter(both["composite_a"], both["composite_b"], s=12, alpha=0.6)
+    ax.plot([0, 5], [0, 5], color="#999999", lw=1, ls="--")
+    ax.set_xlim(0, 5.1)
+    ax.set_ylim(0, 5.1)
+    ax.set_xlabel(f"S, {judge_a}")
+    ax.set_ylabel(f"S, {judge_b}")
+    ax.set_title(title or f"n={len(both)}", fontsize=9)
+    return _finish(fig, save)
