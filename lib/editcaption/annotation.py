@@ -378,7 +378,8 @@ class ImportResult:
 
 
 def import_sheet(kind: str, path: str | Path, *, expected: str | Path | Iterable[Mapping[str, Any]],
-                 store_dir: str | Path, on_error: str = "raise", annotator: str = "") -> ImportResult:
+                 store_dir: str | Path, on_error: str = "raise", annotator: str = "",
+                 refuse: Mapping[Any, str] | None = None) -> ImportResult:
     """Read a filled sheet (CSV, JSONL or Label Studio export JSON), check every row against
     `expected` (the exported sheet: its folder, its .jsonl/.csv, or its rows), and store the accepted
     rows as a new `store_dir/<kind>/import-NNNN.jsonl`.
@@ -387,9 +388,11 @@ def import_sheet(kind: str, path: str | Path, *, expected: str | Path | Iterable
     inconsistent checklist item) are collected: on_error="raise" raises one SheetImportError listing
     them and stores nothing; on_error="skip" stores the valid rows and reports the rest. A file that
     cannot be read or lacks a column always raises. Given columns (images, texts) are stored as
-    exported; only the filled columns come from the file.
+    exported; only the filled columns come from the file. `refuse` maps row keys that may not be
+    imported (e.g. items this annotator already labelled in an earlier import) to the reason.
     """
     spec = sheet_spec(kind)
+    refuse = refuse or {}
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     path = Path(path)
@@ -411,6 +414,8 @@ def import_sheet(kind: str, path: str | Path, *, expected: str | Path | Iterable
         if row is not None:
             clean, found = _check_row(spec, row, wanted, counts, known_ids)
             problems += found
+            if spec.key(row) in refuse:
+                problems.append((spec.keys[-1], refuse[spec.key(row)]))
         if problems:
             rejected += 1
             errors += [RecordError(message, file=path, row=line, field=name) for name, message in problems]
