@@ -7,9 +7,15 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 TORCH_PIP_ARGS ?=
 
-.PHONY: setup demo test lab bench lint clean-outputs
+.PHONY: setup browser demo test lab bench lint clean-outputs
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed browser
+
+# Headless Chromium opens a run's index.html in tests (Debian's package; installed when running as root).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; } ; } || \
+	  echo "chromium is not installed: tests/test_site.py will skip (run: apt-get install chromium)"
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV) && $(BIN)/pip install $(TORCH_PIP_ARGS) $(TORCH_PIN) && $(BIN)/pip install -e ".[dev]" && $(BIN)/python -m ipykernel install --sys-prefix --name editcaption --display-name "EditCaption (.venv)" && touch $@

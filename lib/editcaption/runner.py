@@ -3,7 +3,8 @@
 Each notebook gets the profile's keys that its parameters cell declares (what `papermill -f
 params/NAME.yaml` passes, minus the keys meant for other notebooks) plus `run_name`; executed copies
 land in outputs/<run_name>/, next to each stage's artefacts, and outputs/<run_name>/run.json records
-what ran, for how long, and each stage's metrics.
+what ran, for how long, and each stage's metrics; outputs/<run_name>/index.html links the executed notebooks
+(exported to HTML) with every stage's tables and figures.
 """
 from __future__ import annotations
 
@@ -66,8 +67,9 @@ def _failure_message(nb: Path, executed: Path, exc: Exception) -> str:
 
 
 def run_profile(profile: str, *, only: str | None = None, run_name: str | None = None,
-                output_root: str = "outputs", progress: bool = True) -> list[StageResult]:
-    """Validate the profile, then execute the selected notebooks in order; stop at the first failure."""
+                output_root: str = "outputs", progress: bool = True, browsable: bool = True) -> list[StageResult]:
+    """Validate the profile, then execute the selected notebooks in order; stop at the first failure. After the last
+    notebook, `browsable` exports every executed notebook of the run folder to HTML and writes its index.html."""
     import papermill
     from tqdm.auto import tqdm
 
@@ -96,6 +98,12 @@ def run_profile(profile: str, *, only: str | None = None, run_name: str | None =
         metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
         results.append(StageResult(nb.name, str(executed), time.time() - start, "ok", metrics))
         _write_summary(run_dir, profile, results)
+    if browsable:
+        from editcaption.reporting import site
+
+        index = site.build_site(run_dir)
+        if progress:
+            print(f"browse the run: {index}")
     return results
 
 
