@@ -197,3 +197,18 @@ def test_edit_types_restrict_the_world_and_unknown_names_are_refused():
     assert set(ds["category"]) == {"structural", "stylistic", "semantic"}
     with pytest.raises(ValueError, match="unknown \\['jump'\\]"):
         synthetic.generate_pairs(4, seed=3, size=96, edit_types=["move", "jump"], progress=False)
+
+
+def test_max_objects_caps_the_source_scene():
+    def occupied_cells(image) -> int:  # grid cells holding anything but the background (pixel 0,0 is margin)
+        px = np.asarray(image.convert("RGB")).astype(int)
+        background = px[0, 0]
+        return sum(bool((np.abs(px[r:r + 32, c:c + 32] - background).sum(axis=2) > 30).any())
+                   for r in range(0, 96, 32) for c in range(0, 96, 32))
+
+    capped = synthetic.generate_pairs(30, seed=4, size=96, edit_types=["move", "color", "tone"], max_objects=1, progress=False)
+    assert max(occupied_cells(img) for img in capped["source_image"]) == 1
+    free = synthetic.generate_pairs(30, seed=4, size=96, edit_types=["move", "color", "tone"], progress=False)
+    assert max(occupied_cells(img) for img in free["source_image"]) > 1
+    with pytest.raises(ValueError, match="max_objects must be >= 0"):
+        synthetic.generate_pairs(2, seed=4, size=96, max_objects=-1, progress=False)

@@ -35,15 +35,17 @@ def parse_edit_types(edit_types: str) -> list[str] | None:
 
 def build_or_load_pairs(pairs_source: str, *, n: int, seed: int, image_size: int = 128, layout: str = "grid",
                         pairs_path: str = "", out_dir: str | Path | None = None,
-                        edit_types: str = "") -> datasets.Dataset:
-    """`synthetic` generates n pairs (of the comma-separated `edit_types`; empty: all); any other name
+                        edit_types: str = "", max_objects: int = 0) -> datasets.Dataset:
+    """`synthetic` generates n pairs (of the comma-separated `edit_types`, empty: all; at most `max_objects`
+    objects per scene, 0: the layout's limit); any other name
     (hq-edit, bm-bench, magicbrush, own) loads that benchmark from `pairs_path` (a local copy) and samples
     n rows with `seed` (n=0: all).
     With `out_dir`, the pairs are saved there (a `datasets` folder) for the later notebooks."""
     if pairs_source == "synthetic":
         from editcaption.data.synthetic import generate_pairs
 
-        pairs = generate_pairs(n, seed=seed, size=image_size, layout=layout, edit_types=parse_edit_types(edit_types))
+        pairs = generate_pairs(n, seed=seed, size=image_size, layout=layout, edit_types=parse_edit_types(edit_types),
+                               max_objects=max_objects)
     else:
         from editcaption.data.loaders import load_benchmark
 
@@ -351,7 +353,8 @@ def _image_hashes(pairs: datasets.Dataset) -> set[str]:
 
 
 def build_test_pairs(n: int, *, seed: int, train_pairs: datasets.Dataset, image_size: int = 128,
-                     layout: str = "grid", out_dir: str | Path | None = None, edit_types: str = "") -> datasets.Dataset:
+                     layout: str = "grid", out_dir: str | Path | None = None, edit_types: str = "",
+                     max_objects: int = 0) -> datasets.Dataset:
     """n synthetic pairs from the generator seed `seed + TEST_SEED_OFFSET` (their own ids and scenes),
     none sharing an id or an image with `train_pairs`; saved as edit pairs with full GT to `out_dir`."""
     from editcaption.data.synthetic import generate_pairs
@@ -362,7 +365,7 @@ def build_test_pairs(n: int, *, seed: int, train_pairs: datasets.Dataset, image_
     extra = max(4, n // 10)
     while True:
         candidates = generate_pairs(n + extra, seed=seed + TEST_SEED_OFFSET, size=image_size, layout=layout,
-                                    progress=False, edit_types=parse_edit_types(edit_types))
+                                    progress=False, edit_types=parse_edit_types(edit_types), max_objects=max_objects)
         raw = candidates.cast_column("source_image", datasets.Image(decode=False)).cast_column(
             "target_image", datasets.Image(decode=False))
         fresh = [i for i, (pid, src, tgt) in enumerate(zip(raw["id"], raw["source_image"], raw["target_image"]))

@@ -709,14 +709,18 @@ def _plan(n: int, seed: int, mix: dict, secondary_rate: float, edit_types=None) 
 
 def generate_pairs(n: int, seed: int = 0, size: int = 128, layout: str = "grid", mix: dict | None = None,
                    cell: int = 32, progress: bool = True, secondary_rate: float = 0.3,
-                   edit_types: list[str] | tuple[str, ...] | None = None) -> datasets.Dataset:
+                   edit_types: list[str] | tuple[str, ...] | None = None, max_objects: int = 0) -> datasets.Dataset:
     """n synthetic edit pairs (EDIT_PAIR_FEATURES); the same arguments give the same rows. `edit_types`
-    keeps only those edit types (e.g. a world a tiny model can learn); None keeps all 16."""
+    keeps only those edit types (e.g. a world a tiny model can learn), None keeps all 16; `max_objects`
+    caps the objects of a source scene below the layout's 4 (0: no cap)."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if not 0 <= secondary_rate <= 1:
         raise ValueError(f"secondary_rate must be in [0, 1], got {secondary_rate}")
     geometry = make_layout(layout, size, cell)
+    if max_objects < 0:
+        raise ValueError(f"max_objects must be >= 0 (0: the layout's {geometry.capacity}), got {max_objects}")
+    geometry.capacity = min(geometry.capacity, max_objects or geometry.capacity)
     plan = _plan(n, seed, DEFAULT_MIX if mix is None else mix, secondary_rate, edit_types)
     rows = [_make_pair(seed, i, *plan[i], geometry)
             for i in tqdm(range(n), desc="synthetic pairs", disable=not progress)]
