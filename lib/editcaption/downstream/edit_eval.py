@@ -1,0 +1,383 @@
+"""Score edited images against the known targets: PSNR, SSIM and a per-cell edit-success check (table 5, CPU).
+
+Edit success uses the synthetic grid (objects fill whole `cell`×`cell` cells): the cells an edit touches
+are those where source and target differ; in each, the pixels that differ vote — is the output's pixel
+closer (RGB distance) to the target's than to the source's? A cell passes when most of its changed pixels
+vote for the target. A pair succeeds when every touched cell passes and the rest of the image is kept
+(at least KEEP_SHARE of the pixels outside the touched cells within CHANGED_LEVEL of the target), so an
+editor that repaints everything does not pass by chance. This checks the edited object's new colour, its
+new position (the old cell must lose it, the new cell gain it) and an added or removed object's presence,
+without trusting the pair's text. Copying the source fails every pair; the target passes every pair.
+"""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import datasets
+import numpy as np
+import pandas as pd
+from editcaption.downstream.editor import CHANGED_LEVEL, _tensor, ssim_map, to_array
+from editcaption.eval import stats
+
+CELL = 32  # synthetic grid cell side in px
+MIN_CHANGED_PIXELS = 8  # a cell with fewer changed pixels is not touched by the edit (anti-aliasing noise)
+KEEP_SHARE = 0.95  # share of the pixels outside the touched cells that must stay as in the target
+MAIN_METRICS = ("PSNR", "SSIM", "edit_success")
+
+
+def psnr(output: np.ndarray, target: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB of two uint8 images (inf when they are equal)."""
+    mse = np.mean((output.astype(np.float64) - target.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def ssim(output: np.ndarray, target: np.ndarray) -> float:
+    """Mean SSIM of two uint8 RGB images (11×11 Gaussian window, σ 1.5, per channel, valid region; float64)."""
+    return float(ssim_map(_tensor([output]).double(), _tensor([target]).double()).mean())
+
+
+def changed_mask(source: np.ndarray, target: np.ndarray, level: int = CHANGED_LEVEL) -> np.ndarray:
+    """[H, W] bool: pixels where some channel differs by more than `level`."""
+    return (np.abs(source.astype(np.int16) - target.astype(np.int16)) > level).any(axis=2)
+
+
+def _touched(mask: np.ndarray, cell: int) -> list[tuple[int, int]]:
+    return [(r, c) for r in range(mask.shape[0] // cell) for c in range(mask.shape[1] // cell)
+            if mask[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell].sum() >= MIN_CHANGED_PIXELS]
+
+
+def cell_votes(output: np.ndarray, source: np.ndarray, target: np.ndarray, *, cell: int = CELL) -> list[dict]:
+    """For each cell the edit touches: its (row, col), changed pixels, and the share of them where the output
+    is closer to the target than to the source."""
+    if not output.shape == source.shape == target.shape:
+        raise ValueError(f"image shapes differ: output {output.shape}, source {source.shape}, target {target.shape}")
+    mask = changed_mask(source, target)
+    out, src, tgt = (x.astype(np.float32) for x in (output, source, target))
+    to_target = np.linalg.norm(out - tgt, axis=2) < np.linalg.norm(out - src, axis=2)
+    votes = []
+    for r, c in _touched(mask, cell):
+        window = (slice(r * cell, (r + 1) * cell), slice(c * cell, (c + 1) * cell))
+        votes.append({"cell": (r, c), "changed": int(mask[window].sum()),
+                      "to_target": float(to_target[window][mask[window]].mean())})
+    return votes
+
+
+def kept_share(output: np.ndarray, source: np.ndarray, target: np.ndarray, *, cell: int = CELL) -> float:
+    """Share of the pixels outside the touched cells where the output is within CHANGED_LEVEL of the target
+    (1.0 when the edit touches every cell)."""
+    outside = np.ones(output.shape[:2], dtype=bool)
+    for r, c in _touched(changed_mask(source, target), cell):
+        outside[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = False
+    if not outside.any():
+        return 1.0
+    return float((~changed_mask(output, target))[outside].mean())
+
+
+def edit_success(output: np.ndarray, source: np.ndarray, target: np.ndarray, *, cell: int = CELL) -> dict:
+    """{"success": True/False, or None when no cell is touched, "cells": touched, "cells_ok": passing,
+    "kept": share of the rest of the image kept}."""
+    votes = cell_votes(output, source, target, cell=cell)
+    ok = sum(v["to_target"] > 0.5 for v in votes)
+    kept = kept_share(output, source, target, cell=cell)
+    success = (ok == len(votes) and kept >= KEEP_SHARE) if votes else None
+    return {"success": success, "cells": len(votes), "cells_ok": ok, "kept": kept}
+
+
+def score_edits(pairs, outputs: Sequence[np.ndarray], *, cell: int = CELL) -> pd.DataFrame:
+    """One row per pair (rows with id, edit_type, category, source_image, target_image): PSNR, SSIM, success,
+    cells touched and passing, and the share of the rest of the image kept."""
+    if len(outputs) != len(pairs):
+        raise ValueError(f"{len(outputs)} outputs for {len(pairs)} pairs")
+    rows = []
+    for row, out in zip(pairs, outputs):
+        src = to_array(row["source_image"], row=row["id"], field="source_image")
+        tgt = to_array(row["target_image"], row=row["id"], field="target_image")
+        check = edit_success(out, src, tgt, cell=cell)
+        rows.append({"id": row["id"], "category": row.get("category", ""), "edit_type": row.get("edit_type", ""),
+                     "PSNR": psnr(out, tgt), "SSIM": ssim(out, tgt), "success": check["success"],
+                     "cells": check["cells"], "cells_ok": check["cells_ok"], "kept": check["kept"]})
+    return pd.DataFrame(rows)
+
+
+def summarize_edits(scores: pd.DataFrame, *, seed: int = 0) -> dict:
+    """Means with 95 % bootstrap CIs: PSNR (dB; an exact copy counts as 100 dB), SSIM, edit success (%) overall
+    and per edit type; pairs without a touched cell are left out of the success rate and counted."""
+    psnr_values = scores["PSNR"].clip(upper=100.0)
+    judged = scores[scores["success"].notna()]
+    out = {"n": int(len(scores)), "n_success_undefined": int(len(scores) - len(judged))}
+    for name, values in (("PSNR", psnr_values), ("SSIM", scores["SSIM"]),
+                         ("edit_success", 100.0 * judged["success"].astype(float))):
+        mean, low, high = stats.bootstrap_ci(values, seed=seed) if len(values) else (float("nan"),) * 3
+        out[name] = {"value": mean, "low": low, "high": high}
+    out["per_op"] = {}
+    for op, group in judged.groupby("edit_type"):
+        mean, low, high = stats.bootstrap_ci(100.0 * group["success"].astype(float), seed=seed)
+        out["per_op"][op] = {"value": mean, "low": low, "high": high, "n": int(len(group))}
+    return out
+
+
+def table5_rows(summaries: Mapping[str, dict], *, data: str, judge: str = "pixels-vs-target",
+                benchmark: str = "synthetic-heldout") -> pd.DataFrame:
+    """Table 5's long rows (reporting.tables.LONG_COLUMNS): per captioner PSNR, SSIM, edit_success and
+    `edit_success:<op>` per edit type."""
+    rows = []
+    for model, summary in summaries.items():
+        metrics = [(m, summary[m]) for m in MAIN_METRICS] + [(f"edit_success:{op}", v) for op, v in summary["per_op"].items()]
+        for metric, cell in metrics:
+            rows.append({"table": "table5", "model": model, "benchmark": benchmark, "metric": metric,
+                         "value": cell["value"], "low": cell["low"], "high": cell["high"], "judge": judge, "data": data})
+    return pd.DataFrame(rows)
+
+
+def op_success_table(summaries: Mapping[str, dict]) -> pd.DataFrame:
+    """Edit success (%) per edit type (rows) and captioner (columns)."""
+    return pd.DataFrame({name: {op: v["value"] for op, v in s["per_op"].items()} for name, s in summaries.items()})
+
+
+# ------------------------------------------------------------------------------------------ figures
+
+def plot_edit_examples(pairs, outputs: Mapping[str, Sequence[np.ndarray]], indices: Sequence[int], *,
+                       scores: Mapping[str, pd.DataFrame] | None = None, wrap: int = 28, save: str | Path | None = None):
+    """One row per example: source, GT target, then each captioner's editor output (titled with its PSNR and
+    a tick or cross for edit success); the GT instruction under the source."""
+    import matplotlib.pyplot as plt
+
+    from editcaption.reporting.figures import _finish
+
+    names = list(outputs)
+    cols, n = 2 + len(names), max(len(indices), 1)
+    fig, axes = plt.subplots(n, cols, figsize=(1.9 * cols, 2.7 * n), squeeze=False)
+    for r, i in enumerate(indices):
+        row = pairs[int(i)]
+        panels = [("source", to_array(row["source_image"])), ("GT target", to_array(row["target_image"]))]
+        for name in names:
+            title = name
+            if scores is not None:
+                s = scores[name].iloc[int(i)]
+                mark = {True: " ✓", False: " ✗"}.get(s["success"], "")
+                title = f"{name}\n{min(s['PSNR'], 99):.1f} dB{mark}"
+            panels.append((title, outputs[name][int(i)]))
+        for c, (title, image) in enumerate(panels):
+            axes[r, c].imshow(image)
+            axes[r, c].set_title(title, fontsize=7)
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+        axes[r, 0].set_xlabel(textwrap.fill(f"[{row['edit_type']}] {row['instruction']}", wrap), fontsize=6)
+    return _finish(fig, save)
+
+
+def plot_op_success(table: pd.DataFrame, *, save: str | Path | None = None):
+    """Grouped bars: edit success (%) per edit type, one bar per captioner."""
+    import matplotlib.pyplot as plt
+
+    from editcaption.reporting.figures import _finish
+
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(table) * max(1, len(table.columns)) / 3), 3.4))
+    width = 0.8 / max(len(table.columns), 1)
+    x = np.arange(len(table))
+    for k, name in enumerate(table.columns):
+        ax.bar(x + (k - (len(table.columns) - 1) / 2) * width, table[name].fillna(0).to_numpy(), width, label=name)
+    ax.set_xticks(x, table.index, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("edit success (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, ncol=min(len(table.columns), 3))
+    return _finish(fig, save)
+
+
+def plot_table5(summaries: Mapping[str, dict], *, save: str | Path | None = None):
+    """Three panels (PSNR, SSIM, edit success) of per-captioner means with their 95 % CIs."""
+    import matplotlib.pyplot as plt
+
+    from editcaption.reporting.figures import _finish
+
+    names = list(summaries)
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    for ax, metric in zip(axes, MAIN_METRICS):
+        values = np.array([summaries[n][metric]["value"] for n in names])
+        err = np.array([[v - summaries[n][metric]["low"], summaries[n][metric]["high"] - v]
+                        for n, v in zip(names, values)]).T
+        ax.bar(range(len(names)), values, yerr=err, capsize=3, color="#4C72B0")
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(metric + (" (%)" if metric == "edit_success" else ""), fontsize=9)
+    return _finish(fig, save)
+
+
+def plot_editor_losses(histories: Mapping[str, Sequence], *, save: str | Path | None = None):
+    """Each editor's training loss ([step, loss] pairs) against the step."""
+    import matplotlib.pyplot as plt
+
+    from editcaption.reporting.figures import _finish
+
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for name, history in histories.items():
+        if history:
+            ax.plot(*zip(*history), label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("weighted L1 loss")
+    ax.legend(fontsize=7)
+    return _finish(fig, save)
+
+
+def identity_outputs(pairs) -> list[np.ndarray]:
+    """The no-edit baseline: each pair's source image."""
+    return [to_array(r["source_image"], row=r["id"], field="source_image") for r in pairs]
+
+
+
+# ------------------------------------------------------------------------------------------ the CPU table-5 pipeline
+
+EDITOR_SEED_OFFSET = 3_000_000  # the editor's pairs come from generator seed `seed + this` (01: +0 and +1e6, 03: +2e6)
+CAPTIONERS = {  # table-5 row key -> display name
+    "base": "base (no SFT)", "sft": "SFT", "hae_dpo": "HAE-DPO", "teacher": "teacher (simulated)",
+    "gt": "GT instructions (upper bound)",
+}
+IDENTITY = "identity (no edit)"
+
+
+def editor_pairs(n_train: int, n_eval: int, *, seed: int, image_size: int, layout: str = "grid", edit_types: str = "",
+                 max_objects: int = 0):
+    """(train, eval) synthetic pairs for the editor, from their own generator stream (seed + EDITOR_SEED_OFFSET),
+    in notebook 01's world (`edit_types`, `max_objects`)."""
+    from editcaption.data.construct import parse_edit_types
+    from editcaption.data.synthetic import generate_pairs
+
+    if layout != "grid":
+        raise ValueError(f"layout {layout!r}: the edit-success check reads the grid's {CELL} px cells; use layout='grid'")
+    if n_train < 1 or n_eval < 1:
+        raise ValueError(f"n_editor_train_pairs and n_editor_eval_pairs must be >= 1, got {n_train} and {n_eval}")
+    pairs = generate_pairs(n_train + n_eval, seed=seed + EDITOR_SEED_OFFSET, size=image_size, layout=layout,
+                           cell=CELL, progress=False, edit_types=parse_edit_types(edit_types), max_objects=max_objects)
+    return pairs.select(range(n_train)), pairs.select(range(n_train, n_train + n_eval))
+
+
+def _notebook_04_model(run_name: str, output_root, variant: str) -> tuple[str, str]:
+    """(checkpoint, variant) of notebook 04: `variant` when it trained it, else its best variant by S."""
+    from editcaption import paths
+
+    metrics = json.loads(paths.upstream("", run_name, "04_hae_dpo", "metrics.json", output_root).read_text())
+    results = metrics.get("results", {})
+    if variant not in results:
+        if not results:
+            raise FileNotFoundError("notebook 04 recorded no trained variant")
+        variant = max(results, key=lambda v: results[v]["S"])
+    folder = paths.upstream("", run_name, "04_hae_dpo", variant, output_root)
+    final = folder / "merged" if (folder / "merged" / "config.json").exists() else folder / "final"
+    return str(final), variant
+
+
+def resolve_captioners(names: str, *, run_name: str, output_root="outputs", model_name_or_path: str = "",
+                       sft_model_path: str = "", dpo_model_path: str = "", dpo_variant: str = "hae"
+                       ) -> tuple[dict[str, dict], dict[str, str]]:
+    """The captioners to run ({key: {"label", "model"}}; the teacher's and GT's model is "") and those skipped
+    ({key: reason}) because the run lacks the notebook that makes them (a path parameter overrides the run)."""
+    from editcaption import paths
+    from editcaption.data.preference import upstream_sft_model
+    from editcaption.models.loading import _check_source
+
+    keys = [k.strip() for k in names.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in CAPTIONERS]
+    if unknown or not keys:
+        raise ValueError(f"captioners {names!r}: expected a comma-separated subset of {', '.join(CAPTIONERS)}")
+    found, skipped = {}, {}
+    for key in keys:
+        label = CAPTIONERS[key]
+        try:
+            if key == "base":
+                model = _check_source(model_name_or_path) if model_name_or_path else str(
+                    paths.upstream("", run_name, "02_sft", "base_model", output_root))
+            elif key == "sft":
+                model = upstream_sft_model(sft_model_path, run_name, output_root)
+            elif key == "hae_dpo" and dpo_model_path:
+                model = _check_source(dpo_model_path)
+            elif key == "hae_dpo":
+                model, variant = _notebook_04_model(run_name, output_root, dpo_variant)
+                label = f"HAE-DPO ({variant})" if variant == "hae" else f"DPO variant {variant}"
+            else:
+                model = ""
+        except (FileNotFoundError, KeyError) as err:
+            skipped[key] = f"{label}: {err}"
+            continue
+        found[key] = {"label": label, "model": model}
+    return found, skipped
+
+
+def caption_for_editor(key: str, model: str, pairs, *, seed: int, teacher_rates: Mapping[str, float],
+                       batch_size: int, max_new_tokens: int, cache_path: str | Path) -> tuple[list[str], dict]:
+    """One instruction per pair from a captioner (a checkpoint through the transformers backend, greedy and
+    cached; the SIMULATED teacher; or the GT instructions) and the backend's stats."""
+    from editcaption.data.teacher import SimulatedTeacher
+    from editcaption.generation import TransformersBackend
+
+    if key == "gt":
+        texts = list(pairs["instruction"])
+        return texts, {"backend": "ground truth", "n": len(texts), "n_ok": len(texts), "n_failed": 0}
+    if key == "teacher":
+        backend = SimulatedTeacher(seed=seed, rates=dict(teacher_rates))
+    else:
+        backend = TransformersBackend(model, batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed)
+    texts = backend.generate(pairs, cache_path=cache_path, progress=False)
+    return texts, {k: v for k, v in backend.stats.items() if k != "failures"}
+
+
+def triplet_rows(pairs, instructions: Sequence[str]) -> list[dict]:
+    """Export rows {id, source_image, target_image, instruction} (images left undecoded)."""
+    raw = pairs.select_columns(["id", "source_image", "target_image"])
+    raw = raw.cast_column("source_image", datasets.Image(decode=False)).cast_column("target_image",
+                                                                                    datasets.Image(decode=False))
+    return [{**row, "instruction": text} for row, text in zip(raw, instructions)]
+
+
+def example_indices(pairs, n: int) -> list[int]:
+    """Up to n pair indices, one per edit type first (in pair order), then the next pairs."""
+    picked, seen = [], set()
+    for i, op in enumerate(pairs["edit_type"]):
+        if op not in seen and len(picked) < n:
+            picked.append(i)
+            seen.add(op)
+    picked += [i for i in range(len(pairs)) if i not in picked][: n - len(picked)]
+    return sorted(picked)
+
+
+def paired_differences(scores: Mapping[str, pd.DataFrame], baseline: str, *, seed: int = 0) -> pd.DataFrame:
+    """Per captioner against `baseline`, over the same eval pairs: the PSNR (dB) and edit-success (points)
+    differences with their paired-bootstrap 95 % intervals and p-values."""
+    base = scores[baseline]
+    rows = {}
+    for name, df in scores.items():
+        if name == baseline:
+            continue
+        judged = base["success"].notna() & df["success"].notna()
+        p = stats.paired_bootstrap(base["PSNR"].clip(upper=100.0), df["PSNR"].clip(upper=100.0), seed=seed)
+        s = stats.paired_bootstrap(100.0 * base.loc[judged, "success"].astype(float),
+                                   100.0 * df.loc[judged, "success"].astype(float), seed=seed)
+        rows[name] = {"Δ PSNR": p["diff"], "Δ PSNR low": p["low"], "Δ PSNR high": p["high"], "PSNR p": p["p_value"],
+                      "Δ success": s["diff"], "Δ success low": s["low"], "Δ success high": s["high"],
+                      "success p": s["p_value"]}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+EDITOR_BACKENDS = ("cpu", "step1x")
+DEFAULT_JUDGE_URL = "https://api.openai.com/v1"
+
+
+def cluster_settings(editor_backend: str, *, step1x_checkout: str, step1x_model_dir: str, gedit_data: str,
+                     imgedit_checkout: str, imgedit_images: str, judge_model: str, judge_base_url: str,
+                     judge_api_key_env: str) -> dict | None:
+    """None for the CPU editor alone; for `step1x`, the keyword arguments of `cluster.run_table5` once every
+    requirement is checked (ClusterRequirementError lists all that is missing, before any work starts)."""
+    from editcaption.downstream import cluster
+
+    if editor_backend not in EDITOR_BACKENDS:
+        raise ValueError(f"editor_backend {editor_backend!r}: expected one of {', '.join(EDITOR_BACKENDS)}")
+    if editor_backend == "cpu":
+        return None
+    settings = {"step1x_checkout": step1x_checkout, "step1x_model_dir": step1x_model_dir, "gedit_data": gedit_data,
+                "imgedit_checkout": imgedit_checkout, "imgedit_images": imgedit_images}
+    missing = cluster.cluster_requirements(**settings, api_key_env=judge_api_key_env)
+    if missing:
+        raise cluster.ClusterRequirementError("notebook 07 with editor_backend='step1x'", missing)
+    return {**settings, "judge_model": judge_model, "judge_base_url": judge_base_url or DEFAULT_JUDGE_URL,
+            "api_key_env": judge_api_key_env}
