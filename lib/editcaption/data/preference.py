@@ -42,10 +42,13 @@ def _image_digests(pairs: datasets.Dataset) -> list[tuple[str, str]]:
 
 
 def candidate_pairs(n: int, *, seed: int, exclude: Mapping[str, datasets.Dataset], image_size: int = 128,
-                    layout: str = "grid", out_dir: str | Path | None = None) -> tuple[datasets.Dataset, int]:
-    """n synthetic pairs from the generator seed `seed + PREFERENCE_SEED_OFFSET`, none sharing an id or an
+                    layout: str = "grid", out_dir: str | Path | None = None, edit_types: str = "",
+                    max_objects: int = 0) -> tuple[datasets.Dataset, int]:
+    """n synthetic pairs (in notebook 01's world: `edit_types`, `max_objects`) from the generator seed
+    `seed + PREFERENCE_SEED_OFFSET`, none sharing an id or an
     image with the `exclude` splits (the SFT pool, the test split); returns them and how many generated pairs
     were left out for a shared image. Saved as edit pairs to `out_dir`."""
+    from editcaption.data.construct import parse_edit_types
     from editcaption.data.synthetic import generate_pairs
 
     if n < 1:
@@ -55,7 +58,7 @@ def candidate_pairs(n: int, *, seed: int, exclude: Mapping[str, datasets.Dataset
     extra = max(4, n // 10)
     while True:
         pool = generate_pairs(n + extra, seed=seed + PREFERENCE_SEED_OFFSET, size=image_size, layout=layout,
-                              progress=False)
+                              progress=False, edit_types=parse_edit_types(edit_types), max_objects=max_objects)
         fresh = [i for i, (pid, images) in enumerate(zip(pool["id"], _image_digests(pool)))
                  if pid not in taken_ids and taken_images.isdisjoint(images)]
         if len(fresh) >= n:
