@@ -1,16 +1,11 @@
 """Caption backends: the OpenAI-compatible client against a fault-injecting server and a real
 `transformers serve`, the transformers backend on the tiny Qwen3-VL, resumable caches, the factory."""
 import base64
-import importlib.util
 import io
 import json
-import os
-import socket
-import subprocess
 import sys
 import time
 
-import httpx
 import pytest
 from PIL import Image
 
@@ -24,6 +19,7 @@ from editcaption.prompts import PROMPT_VERSION, generate_instructions
 from editcaption.records import RecordError
 from fault_server import FaultServer, Reply, completion, empty, garbage, ok, rate_limited, server_error, slow
 from real_data import require_real_pairs
+from serve_helper import free_port, transformers_serve
 
 
 class Interrupt(Exception):
@@ -169,7 +165,7 @@ def test_timeouts_and_refused_connections_fail_after_the_retries():
         assert server.count() == 2
     (caption,) = backend.last_results
     assert caption.reason == "timed out after 0.2 s (after 2 attempts)" and caption.retryable
-    backend = OpenAIBackend("m", f"http://127.0.0.1:{_free_port()}/v1", max_retries=1, backoff_s=0.01)
+    backend = OpenAIBackend("m", f"http://127.0.0.1:{free_port()}/v1", max_retries=1, backoff_s=0.01)
     assert backend.generate(rows, progress=False) == [""]
     (caption,) = backend.last_results
     assert caption.reason.startswith("connection error: ConnectError") and caption.attempts == 2 and caption.retryable
@@ -305,45 +301,11 @@ def test_transformers_backend_resumes_from_its_cache(tiny_dir, synthetic_pairs, 
 
 # ------------------------------------------------------------------------ a real transformers serve
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tiny_dir, tmp_path_factory):
     """`transformers serve` of the tiny Qwen3-VL on 127.0.0.1: (base_url, model name, log path, start seconds)."""
-    missing = [m for m in ("fastapi", "uvicorn", "openai") if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"transformers serve needs {missing}: pip install 'transformers[serving]'")
-    port, log_path = _free_port(), tmp_path_factory.mktemp("serve") / "serve.log"
-    command = [sys.executable, "-c", "from transformers.cli.transformers import main; main()", "serve", str(tiny_dir),
-               "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--log-level", "info"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    start = time.perf_counter()
-    with log_path.open("w") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"transformers serve exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.perf_counter() - start > 90:
-                pytest.fail(f"transformers serve not ready after 90 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.25)
-        yield f"http://127.0.0.1:{port}/v1", str(tiny_dir), log_path, time.perf_counter() - start
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with transformers_serve(tiny_dir, tmp_path_factory.mktemp("serve")) as (base_url, log_path, started):
+        yield base_url, str(tiny_dir), log_path, started
 
 
 def _posts(log_path, at_least: int = 0) -> int:

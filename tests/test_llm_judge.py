@@ -2,20 +2,17 @@
 cache, the API key kept out of every file, against a fault-injecting server, a real `transformers serve`,
 the tiny model locally, and `editcaption score --judge openai` killed mid-run and rerun."""
 import hashlib
-import importlib.util
 import json
 import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from PIL import Image
 
@@ -28,6 +25,7 @@ from editcaption.eval.llm_judge import (DIMENSIONS, FAILURE_KINDS, RESULT_COLUMN
 from editcaption.generation import image_data_url
 from editcaption.models import build_tiny_model
 from editcaption.records import RecordError
+from serve_helper import transformers_serve
 from fault_server import FaultServer, Reply, first_image_url, ok, prompt_text, rate_limited, server_error, slow
 
 GT = {"primary_changes": ["The dress colour changes from grey to pink.", "The straps become thin spaghetti straps."],
@@ -338,45 +336,11 @@ def test_a_local_transformers_judge_counts_what_does_not_parse(tiny_dir, tmp_pat
 
 # ------------------------------------------------------------------------ a real transformers serve
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tiny_dir, tmp_path_factory):
     """`transformers serve` of the tiny Qwen3-VL on 127.0.0.1: (base_url, model name, log path)."""
-    missing = [m for m in ("fastapi", "uvicorn", "openai") if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"transformers serve needs {missing}: pip install 'transformers[serving]'")
-    port, log_path = _free_port(), tmp_path_factory.mktemp("serve") / "serve.log"
-    command = [sys.executable, "-c", "from transformers.cli.transformers import main; main()", "serve", str(tiny_dir),
-               "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--log-level", "info"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    start = time.perf_counter()
-    with log_path.open("w") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"transformers serve exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.perf_counter() - start > 90:
-                pytest.fail(f"transformers serve not ready after 90 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.25)
-        yield f"http://127.0.0.1:{port}/v1", str(tiny_dir), log_path
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with transformers_serve(tiny_dir, tmp_path_factory.mktemp("serve")) as (base_url, log_path, started):
+        yield base_url, str(tiny_dir), log_path
 
 
 def _posts(log_path, at_least: int = 0) -> int:
