@@ -6,7 +6,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import datasets
@@ -16,6 +15,8 @@ import yaml
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, TrainerCallback
+
+from launch_helper import launch_zero3_cpu
 
 from editcaption.config import ConfigError
 from editcaption.models import build_tiny_model, load_model_and_processor
@@ -368,14 +369,7 @@ def test_zero3_two_cpu_processes_under_accelerate_launch(smoke_dir, pairs_dir, t
         "max_steps": 4, "per_device_train_batch_size": 1, "global_batch_size": 4, "save_steps": 2,
         "logging_steps": 1, "warmup_ratio": 0.0,
     }))
-    accelerate = Path(sys.executable).with_name("accelerate")
-    start = time.perf_counter()
-    run = subprocess.run(
-        [str(accelerate), "launch", "--config_file", "params/accelerate/zero3_cpu_test.yaml", "--num_processes", "2",
-         "-m", "editcaption.train.sft", "--profile", str(profile), "--output_dir", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )
-    elapsed = time.perf_counter() - start
+    run, elapsed = launch_zero3_cpu("editcaption.train.sft", profile, out)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "global batch 4 = 1 per device x 2 process(es) x 2 gradient-accumulation step(s)" in run.stdout
     metrics = json.loads((out / METRICS_FILE).read_text())

@@ -438,6 +438,18 @@ def import_sheet(kind: str, path: str | Path, *, expected: str | Path | Iterable
                         n_read=len(records), n_rejected=rejected, missing=missing, ignored_columns=ignored)
 
 
+def sheet_already_exported(out_dir: str | Path, column: str, wanted: Mapping[str, str], mismatch: str) -> bool:
+    """True when out_dir holds a sheet for exactly the ids and `column` texts in `wanted` (reuse it: it may hold a
+    person's work); False when it holds none; a sheet for other rows is refused ("`mismatch` is here"), naming the file."""
+    sheet = Path(out_dir) / "sheet.jsonl"
+    if not sheet.exists():
+        return False
+    if {row["id"]: row[column] for row in read_sheet(sheet)} != dict(wanted):
+        raise RecordError(f"{mismatch} is here; use a new run_name or move the folder "
+                          "(it may hold human work)", file=sheet)
+    return True
+
+
 def read_sheet(path: str | Path) -> list[dict]:
     """The rows of a sheet written by `export_sheet`/`write_sheet` (.csv or .jsonl), as dicts."""
     path = Path(path)

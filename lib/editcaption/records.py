@@ -142,6 +142,22 @@ def save_pairs(ds: datasets.Dataset, out_dir: str | Path) -> Path:
     return out_dir
 
 
+def load_train_split(path: str | Path, what: str) -> datasets.Dataset:
+    """A saved `datasets` folder (its 'train' split when it holds a DatasetDict); `what` names it in errors."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise RecordError(f"{what} folder does not exist", file=folder)
+    try:
+        ds = datasets.load_from_disk(str(folder))
+    except FileNotFoundError as exc:
+        raise RecordError(f"not a saved `datasets` folder ({exc})", file=folder) from None
+    if isinstance(ds, datasets.DatasetDict):
+        if "train" not in ds:
+            raise RecordError(f"DatasetDict without a 'train' split (splits: {sorted(ds)})", file=folder)
+        ds = ds["train"]
+    return ds
+
+
 def load_pairs(path: str | Path) -> datasets.Dataset:
     """Read a pairs dataset written by `save_pairs` (a folder) or a parquet file."""
     path = Path(path)

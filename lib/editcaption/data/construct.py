@@ -218,13 +218,9 @@ def export_refinement_sheet(pairs: datasets.Dataset, ids: Sequence[str], candida
     A sheet already in `out_dir` for exactly these ids and candidates is reused (it may hold a person's
     work); one for other rows is refused with the folder named."""
     out_dir = Path(out_dir)
-    sheet = out_dir / "sheet.jsonl"
     wanted = {pid: candidates[pid] for pid in ids}
-    if sheet.exists():
-        found = {row["id"]: row["candidate_instruction"] for row in annotation.read_sheet(sheet)}
-        if found != wanted:
-            raise records.RecordError("a refinement sheet for other pairs or captions is here; use a new run_name "
-                                      "or move the folder (it may hold human work)", file=sheet)
+    if annotation.sheet_already_exported(out_dir, "candidate_instruction", wanted,
+                                       "a refinement sheet for other pairs or captions"):
         return out_dir
     keep = set(wanted)
     index = [i for i, pid in enumerate(pairs["id"]) if pid in keep]

@@ -143,12 +143,8 @@ def export_correction_sheet(pairs: datasets.Dataset, candidates: Mapping[str, st
     rows is refused with the folder named."""
     out_dir = Path(out_dir)
     wanted = {pid: candidates[pid] for pid in ids}
-    sheet = out_dir / "sheet.jsonl"
-    if sheet.exists():
-        found = {row["id"]: row["rejected_instruction"] for row in annotation.read_sheet(sheet)}
-        if found != wanted:
-            raise records.RecordError("a correction sheet for other candidates is here; use a new run_name or "
-                                      "move the folder (it may hold human work)", file=sheet)
+    if annotation.sheet_already_exported(out_dir, "rejected_instruction", wanted,
+                                       "a correction sheet for other candidates"):
         return out_dir
     index = [i for i, pid in enumerate(pairs["id"]) if pid in wanted]
     rows = pairs.select(index).select_columns(["id", "source_image", "target_image"])

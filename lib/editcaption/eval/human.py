@@ -162,27 +162,11 @@ def judge_verdicts(pairs, instructions: Mapping[str, Mapping[str, str]], *, judg
 # ------------------------------------------------------------------------------------ instructions
 
 def read_instructions(path: str | Path) -> dict[str, str]:
-    """id -> instruction from a JSONL file of {"id", "instruction"} lines; bad lines raise RecordError."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecordError("no such file", file=path)
-    out: dict[str, str] = {}
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise RecordError(f"not JSON: {err.msg}", file=path, row=line_no) from err
-        if not isinstance(item, dict):
-            raise RecordError(f"expected a JSON object, found {type(item).__name__}", file=path, row=line_no)
-        for name in ("id", "instruction"):
-            if not isinstance(item.get(name), str):
-                raise RecordError("missing or not a string", file=path, row=line_no, field=name)
-        if item["id"] in out:
-            raise RecordError(f"id {item['id']!r} appears twice", file=path, row=line_no, field="id")
-        out[item["id"]] = item["instruction"]
-    return out
+    """id -> instruction from a JSONL file of {"id", "instruction"} lines (empty instructions kept: they are
+    P0 items); a bad line raises RecordError naming the file, line and field."""
+    from editcaption.eval.llm_judge import read_instructions as read_jsonl
+
+    return read_jsonl(path, allow_empty=True)[0]
 
 
 def load_sources(folder: str | Path, sources: str | Sequence[str] = "") -> dict[str, dict[str, str]]:

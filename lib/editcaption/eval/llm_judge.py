@@ -464,13 +464,13 @@ def make_judge(spec: str, **kwargs):
 INSTRUCTION_PROBLEMS = ("bad_json", "missing_field", "empty_instruction", "unknown_id", "duplicate_id")
 
 
-def read_instructions(path: str | Path, known_ids: Iterable[str] | None = None, *,
-                      on_error: str = "raise") -> tuple[dict[str, str], dict[str, list[int]]]:
+def read_instructions(path: str | Path, known_ids: Iterable[str] | None = None, *, on_error: str = "raise",
+                      allow_empty: bool = False) -> tuple[dict[str, str], dict[str, list[int]]]:
     """id -> instruction from a JSONL file of {"id", "instruction"} lines, and the problem lines by kind.
 
-    A line that is not a JSON object, lacks a string id/instruction, has an empty instruction, an id not
-    in `known_ids` or an id seen before raises RecordError naming the file, line and field
-    (on_error="raise") or is skipped and listed (on_error="count")."""
+    A line that is not a JSON object, lacks a string id/instruction, has an empty instruction (unless
+    `allow_empty`: a model that wrote nothing), an id not in `known_ids` or an id seen before raises
+    RecordError naming the file, line and field (on_error="raise") or is skipped and listed (on_error="count")."""
     if on_error not in ("raise", "count"):
         raise ValueError(f"on_error must be 'raise' or 'count', got {on_error!r}")
     path = Path(path)
@@ -492,7 +492,7 @@ def read_instructions(path: str | Path, known_ids: Iterable[str] | None = None, 
                 missing = next((f for f in ("id", "instruction") if not isinstance(item.get(f), str)), None)
                 if missing:
                     problem = ("missing_field", missing, "missing field or not a string")
-                elif not item["instruction"].strip():
+                elif not allow_empty and not item["instruction"].strip():
                     problem = ("empty_instruction", "instruction", "empty instruction")
                 elif known is not None and item["id"] not in known:
                     problem = ("unknown_id", "id", f"no pair with id {item['id']!r}")

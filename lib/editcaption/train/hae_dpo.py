@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from trl import DPOConfig, DPOTrainer
 
-from editcaption.records import ERROR_TYPES, PREFERENCE_FEATURES, SEVERITIES, RecordError, validate_preference
+from editcaption.records import ERROR_TYPES, PREFERENCE_FEATURES, SEVERITIES, RecordError, load_train_split, validate_preference
 from editcaption.train.common import (
     TRAINING_KEYS,
     Key,
@@ -246,21 +246,10 @@ def load_preferences(path: str | Path, *, bad_rows: str = "error"):
     bad_rows="error" raises RecordError naming the file, row and field of the first bad row; "skip" leaves
     the bad rows out (never trained on) and returns them as {row, id, field, error}.
     """
-    import datasets
-
     if bad_rows not in BAD_ROWS:
         raise ValueError(f"preference_bad_rows {bad_rows!r} is not one of {BAD_ROWS}")
     folder = Path(path)
-    if not folder.is_dir():
-        raise RecordError("preference data folder does not exist", file=folder)
-    try:
-        ds = datasets.load_from_disk(str(folder))
-    except FileNotFoundError as exc:
-        raise RecordError(f"not a saved `datasets` folder ({exc})", file=folder) from None
-    if isinstance(ds, datasets.DatasetDict):
-        if "train" not in ds:
-            raise RecordError(f"DatasetDict without a 'train' split (splits: {sorted(ds)})", file=folder)
-        ds = ds["train"]
+    ds = load_train_split(folder, "preference data")
     skipped = []
     for index, error in preference_errors(ds, folder):
         if bad_rows == "error":

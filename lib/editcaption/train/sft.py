@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from editcaption.records import RecordError
+from editcaption.records import RecordError, load_train_split
 from editcaption.train.common import (
     TRAINING_KEYS,
     Key,
@@ -48,16 +48,7 @@ def load_sft_dataset(path: str | Path):
     from editcaption.prompts import build_sft_example
 
     folder = Path(path)
-    if not folder.is_dir():
-        raise RecordError("SFT data folder does not exist", file=folder)
-    try:
-        ds = datasets.load_from_disk(str(folder))
-    except FileNotFoundError as exc:
-        raise RecordError(f"not a saved `datasets` folder ({exc})", file=folder) from None
-    if isinstance(ds, datasets.DatasetDict):
-        if "train" not in ds:
-            raise RecordError(f"DatasetDict without a 'train' split (splits: {sorted(ds)})", file=folder)
-        ds = ds["train"]
+    ds = load_train_split(folder, "SFT data")
     columns = set(ds.column_names)
     if TRL_COLUMNS <= columns:
         return ds
