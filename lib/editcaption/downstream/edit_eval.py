@@ -330,6 +330,42 @@ def triplet_rows(pairs, instructions: Sequence[str]) -> list[dict]:
     return [{**row, "instruction": text} for row, text in zip(raw, instructions)]
 
 
+def train_captioner_editors(found: Mapping[str, dict], train_pairs, stage_dir: str | Path, editor_config, *, seed: int,
+                            teacher_rates: Mapping[str, float], batch_size: int,
+                            max_new_tokens: int) -> tuple[dict, dict, dict]:
+    """Per captioner: caption `train_pairs`, export them as InstructPix2Pix triplets under stage_dir/triplets/<key>,
+    read them back and train an editor (stage_dir/editors/<key>). Returns (results, texts, skipped): a captioner
+    without one usable caption is skipped with its reason."""
+    import time
+
+    from editcaption.downstream import export_instructpix2pix, read_instructpix2pix, read_report
+    from editcaption.downstream.editor import train_editor
+    from editcaption.eval import summary
+
+    stage_dir = Path(stage_dir)
+    results, texts, skipped = {}, {}, {}
+    for key, c in found.items():
+        start = time.perf_counter()
+        texts[key], caption_stats = caption_for_editor(
+            key, c["model"], train_pairs, seed=seed, teacher_rates=teacher_rates, batch_size=batch_size,
+            max_new_tokens=max_new_tokens, cache_path=stage_dir / "captions" / f"{key}.jsonl")
+        caption_seconds = time.perf_counter() - start
+        quality = summary.summarize(summary.score_instructions(train_pairs, texts[key]), seed=seed)
+        folder = export_instructpix2pix(triplet_rows(train_pairs, texts[key]), stage_dir / "triplets" / key, on_error="skip")
+        triplets = read_instructpix2pix(folder)
+        if not triplets:
+            skipped[key] = f"{c['label']}: no usable caption among {len(train_pairs)} pairs"
+            continue
+        editor = train_editor(triplets, editor_config, out_dir=stage_dir / "editors" / key, desc=c["label"])
+        results[key] = {"label": c["label"], "model": c["model"], "editor": editor, "caption_stats": caption_stats,
+                        "caption_seconds": caption_seconds, "caption_quality": quality, "export": read_report(folder),
+                        "n_triplets": len(triplets), "distinct_captions": len(set(texts[key]))}
+        print(f"{c['label']:<32} caption S {quality['S']:.2f}  distinct captions {len(set(texts[key]))}  "
+              f"triplets {len(triplets)}  train {editor.info['seconds']:.1f} s  "
+              f"loss {editor.info['first_loss']:.4f} -> {editor.info['final_loss']:.4f}")
+    return results, texts, skipped
+
+
 def example_indices(pairs, n: int) -> list[int]:
     """Up to n pair indices, one per edit type first (in pair order), then the next pairs."""
     picked, seen = [], set()

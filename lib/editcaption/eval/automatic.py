@@ -489,3 +489,18 @@ def table_orders(sources: list[str]) -> tuple[list[str], list[str]]:
     ablation SFT, DPO, +s·c only, +h only, HAE-DPO."""
     external = [s for s in sources if s not in OUR_SOURCES]
     return (external + [s for s in TABLE3_OURS if s in sources], [s for s in TABLE4_ROWS if s in sources])
+
+
+def plot_category_scores(scores, stage_dir: str | Path, *, seed: int) -> list[str]:
+    """S by category for every benchmark × judge that has categories (GROUP_COLUMN); returns the PNG names."""
+    from editcaption.reporting import eval_figures
+
+    written = []
+    for (name, judge), part in scores.groupby(["benchmark", "judge"], sort=False):
+        group = GROUP_COLUMN.get(name)
+        if group:
+            path = Path(stage_dir) / f"by_{group}_{name}_{file_stem(judge)}.png"
+            eval_figures.plot_group_scores(part, group, labels=SOURCE_LABELS, title=f"{name}: S by {group} [{judge}]",
+                                           seed=seed, save=path)
+            written.append(path.name)
+    return written
