@@ -29,7 +29,8 @@ def _cmd_pretrain_tiny(args: argparse.Namespace) -> int:
 
     out = pretrain_tiny_main(args.preset, args.steps, args.seed, args.out, image_size=args.image_size,
                              batch_size=args.batch_size, learning_rate=args.learning_rate,
-                             vision_lr_scale=args.vision_lr_scale, stop_after=args.stop_after, n_eval=args.n_eval)
+                             vision_lr_scale=args.vision_lr_scale, pair_rate=args.pair_rate,
+                             stop_after=args.stop_after, n_eval=args.n_eval)
     print(f"tiny-world base written to {out}")
     return 0
 
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--learning-rate", type=float, default=2e-3)
     p.add_argument("--vision-lr-scale", type=float, default=1.0, help="merger learning rate multiple")
+    p.add_argument("--pair-rate", type=float, default=0.5, help="share of image-pair samples after the curriculum")
     p.add_argument("--stop-after", type=int, default=None, help="stop after this many steps (reproducibility checks)")
     p.add_argument("--n-eval", type=int, default=200, help="held-out images for the description accuracy")
     p.set_defaults(func=_cmd_pretrain_tiny)

@@ -27,7 +27,8 @@ from editcaption.data import synthetic as syn
 from editcaption.data.vocab import BACKGROUNDS, COLORS, SHAPES, TEXTURES
 
 SINGLE_PROMPT = "Describe the image: background, then every object with its size, colour, texture, shape and place."
-PAIR_PROMPT = "Describe Image 1 and Image 2: background, then every object with its size, colour, texture, shape and place."
+PAIR_PROMPT = ("Describe Image 1 and Image 2: background, then every object with its size, colour, texture, shape and place; "
+               "then the differences.")
 PAIR_CHANGES = ("move", "color", "add", "remove", "background", "mirror", "rotate")
 RECIPE_FILE = "RECIPE.json"
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-world-base"
@@ -71,27 +72,52 @@ def scene_facts(scene: syn.Scene, n: int) -> dict:
     objects = []
     for obj in scene.objects:
         (row, col), pointing = _viewed(obj, scene.view, n)
-        objects.append({"row": row, "col": col, "place": position_words(row, col, n), "color": obj.color,
+        objects.append({"uid": obj.uid, "row": row, "col": col, "place": position_words(row, col, n), "color": obj.color,
                         "shape": obj.shape, "texture": obj.texture, "size": obj.size, "pointing": pointing,
                         "word": obj.word})
     objects.sort(key=lambda o: (o["row"], o["col"]))
     return {"background": scene.background, "objects": objects}
 
 
+def _object_words(o: dict) -> str:
+    """'small red striped star', 'blue arrow pointing left', 'black sign saying SALE'."""
+    words = (["small"] if o["size"] == "small" else []) + [o["color"]]
+    words += [o["texture"]] if o["texture"] != "solid" else []
+    words.append(o["shape"])
+    if o["shape"] == "arrow":
+        words.append(f"pointing {o['pointing']}")
+    if o["shape"] == "sign":
+        words.append(f"saying {o['word']}")
+    return " ".join(words)
+
+
 def describe(facts: dict) -> str:
     """Background, then each object in reading order, place first:
     'gray background; top left: small red striped star; center: blue sign saying OPEN.'"""
-    clauses = [f"{facts['background']} background"]
-    for o in facts["objects"]:
-        words = (["small"] if o["size"] == "small" else []) + [o["color"]]
-        words += [o["texture"]] if o["texture"] != "solid" else []
-        words.append(o["shape"])
-        if o["shape"] == "arrow":
-            words.append(f"pointing {o['pointing']}")
-        if o["shape"] == "sign":
-            words.append(f"saying {o['word']}")
-        clauses.append(f"{o['place']}: " + " ".join(words))
+    clauses = [f"{facts['background']} background"] + [f"{o['place']}: {_object_words(o)}" for o in facts["objects"]]
     return "; ".join(clauses) + "."
+
+
+def describe_differences(before: dict, after: dict, view: tuple = ()) -> str:
+    """What differs between two described images, as facts (not as an instruction): 'the red star moves from
+    the top left to the right.', 'the whole view is mirrored horizontally.' Objects are matched by `uid`."""
+    if view:
+        op, direction = view
+        return f"the whole view is {'mirrored ' + direction + 'ly' if op == 'mirror' else 'rotated ' + direction}."
+    said = []
+    if before["background"] != after["background"]:
+        said.append(f"the background turns from {before['background']} to {after['background']}")
+    first = {o["uid"]: o for o in before["objects"]}
+    second = {o["uid"]: o for o in after["objects"]}
+    for uid, o in first.items():
+        if uid not in second:
+            said.append(f"the {_object_words(o)} at the {o['place']} disappears")
+        elif second[uid]["place"] != o["place"]:
+            said.append(f"the {_object_words(o)} moves from the {o['place']} to the {second[uid]['place']}")
+        elif second[uid]["color"] != o["color"]:
+            said.append(f"the {_object_words(o)} at the {o['place']} turns {second[uid]['color']}")
+    said += [f"a {_object_words(o)} appears at the {o['place']}" for uid, o in second.items() if uid not in first]
+    return "; ".join(said) + "."
 
 
 def _pair_target(rng: random.Random, layout: syn.GridLayout, scene: syn.Scene) -> syn.Scene | None:
@@ -147,7 +173,9 @@ def make_sample(seed: int, index: int, layout: syn.GridLayout, *, pair_rate: flo
         if facts[0] == facts[1]:
             continue  # e.g. a vertical mirror of one row: nothing to describe differently
         images = [syn.render(scene, layout), syn.render(target, layout)]
-        prompt, text = PAIR_PROMPT, f"Image 1: {describe(facts[0])} Image 2: {describe(facts[1])}"
+        prompt = PAIR_PROMPT
+        text = (f"Image 1: {describe(facts[0])} Image 2: {describe(facts[1])} "
+                f"Differences: {describe_differences(*facts, target.view)}")
         break
     content = [{"type": "image"} for _ in images] + [{"type": "text", "text": prompt}]
     return {
@@ -213,21 +241,35 @@ def parse_description(text: str) -> dict:
     return {"background": background, "objects": objects}
 
 
+def place_axes(place: str) -> tuple[str, str]:
+    """(row word, column word) of a place: "top left" -> ("top", "left"), "right" -> ("middle", "right")."""
+    rows = sorted({w for words in _ROW_WORDS.values() for w in words if w}, key=len, reverse=True)
+    cols = sorted({w for words in _COL_WORDS.values() for w in words if w}, key=len, reverse=True)
+    row = next((w for w in rows if place == w or place.startswith(w + " ")), "middle")
+    rest = place[len(row):].strip() if row != "middle" else place
+    col = next((w for w in cols if rest == w), "center")
+    return row, col
+
+
 def score_description(truth: dict, text: str) -> dict[str, list[bool]]:
     """Exact match per fact: background; object count; per true object, whether its colour, shape, texture,
-    size and place are among the stated objects' (as multisets: each stated value matches once), and
-    whether its colour and shape are stated at its place ("position", the strictest)."""
+    size, place, and the place's row and column word are among the stated objects' (as multisets: each
+    stated value matches once), and whether its colour and shape are stated at its place ("position",
+    the strictest)."""
     from collections import Counter
 
     said = parse_description(text)
     out: dict[str, list[bool]] = {"background": [said["background"] == truth["background"]],
                                   "count": [len(said["objects"]) == len(truth["objects"])]}
-    for key in ("color", "shape", "texture", "size", "place"):
-        left = Counter(o[key] for o in said["objects"])
+    views = {key: (lambda o, key=key: o[key]) for key in ("color", "shape", "texture", "size", "place")}
+    views["row"] = lambda o: place_axes(o["place"])[0]
+    views["column"] = lambda o: place_axes(o["place"])[1]
+    for key, view in views.items():
+        left = Counter(view(o) for o in said["objects"])
         hits = []
         for o in truth["objects"]:
-            hits.append(left[o[key]] > 0)
-            left[o[key]] -= 1
+            hits.append(left[view(o)] > 0)
+            left[view(o)] -= 1
         out[key] = hits
     stated = {(o["color"], o["shape"], o["place"]) for o in said["objects"]}
     out["position"] = [(o["color"], o["shape"], o["place"]) in stated for o in truth["objects"]]
@@ -251,22 +293,34 @@ def _generate(model, processor, conversations: list, images: list, *, max_new_to
 
 
 def evaluate_descriptions(model, processor, *, n: int = 200, seed: int = 10_000, size: int = 96,
-                          batch_size: int = 32, max_new_tokens: int = 64, max_objects: int | None = None) -> dict[str, Any]:
-    """Held-out single-image description accuracy (exact match per fact) on n fresh images of stream `seed`
-    (with 1 to `max_objects` objects; default: up to the layout's capacity)."""
+                          batch_size: int = 32, max_new_tokens: int = 64, max_objects: int | None = None,
+                          pairs: bool = False) -> dict[str, Any]:
+    """Held-out description accuracy (exact match per fact) on n fresh samples of stream `seed` (with 1 to
+    `max_objects` objects; default: up to the layout's capacity). Single images by default; with `pairs`,
+    image pairs described as "Image 1: ... Image 2: ...", each image scored on its own (keys `image1 ...`,
+    `image2 ...`; a reply without " Image 2: " leaves image 2 undescribed: all its facts wrong)."""
     layout = syn.make_layout("grid", size)
-    samples = [make_sample(seed, i, layout, pair_rate=0.0, max_objects=max_objects) for i in range(n)]
-    conversations = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": SINGLE_PROMPT}]}]
-                     for _ in samples]
+    samples = [make_sample(seed, i, layout, pair_rate=1.0 if pairs else 0.0, max_objects=max_objects)
+               for i in range(n)]
+    prompt = PAIR_PROMPT if pairs else SINGLE_PROMPT
+    conversations = [[{"role": "user", "content": [{"type": "image"} for _ in s["images"]] + [{"type": "text", "text": prompt}]}]
+                     for s in samples]
     texts = _generate(model, processor, conversations, [s["images"] for s in samples],
-                      max_new_tokens=max_new_tokens, batch_size=batch_size)
+                      max_new_tokens=2 * max_new_tokens if pairs else max_new_tokens, batch_size=batch_size)
     totals: dict[str, list[bool]] = {}
     for sample, text in zip(samples, texts):
-        for key, hits in score_description(sample["facts"][0], text).items():
-            totals.setdefault(key, []).extend(hits)
+        if pairs:
+            first, _, second = text.removeprefix("Image 1:").partition(" Image 2: ")
+            second = second.partition(" Differences:")[0]
+            parts = {"image1 ": first, "image2 ": second if second else "no description"}
+        else:
+            parts = {"": text}
+        for (tag, part), facts in zip(parts.items(), sample["facts"]):
+            for key, hits in score_description(facts, part.strip()).items():
+                totals.setdefault(tag + key, []).extend(hits)
     accuracy = {key: sum(hits) / len(hits) for key, hits in totals.items()}
-    return {"n": n, "size": size, "seed": seed, "max_objects": max_objects, "accuracy": accuracy, "examples": texts[:5],
-            "references": [s["completion"][0]["content"][0]["text"] for s in samples[:5]]}
+    return {"n": n, "size": size, "seed": seed, "max_objects": max_objects, "pairs": pairs, "accuracy": accuracy,
+            "examples": texts[:5], "references": [s["completion"][0]["content"][0]["text"] for s in samples[:5]]}
 
 
 def vision_feature_spread(model, processor, *, size: int = 96) -> dict[str, float]:
@@ -301,7 +355,9 @@ def _merged_tokens(model, processor, images):
 
 def vision_probe(model, processor, *, n: int = 500, size: int = 96, seed: int = 7, train_share: float = 0.8) -> dict:
     """Held-out accuracy of ridge-regression probes on the merged vision tokens of one-object images:
-    the object's colour (10 classes) and cell (9 classes), read from all tokens or from their mean."""
+    the object's colour (10 classes) and cell (9 classes), read from all tokens, from their mean, or from
+    the object's own token. `cell_from_object_token` asks whether a token's VALUE says where it is: with
+    rotary positions only, the language model can read a place only from attention patterns."""
     import numpy as np
 
     layout = syn.make_layout("grid", size)
@@ -318,8 +374,9 @@ def vision_probe(model, processor, *, n: int = 500, size: int = 96, seed: int = 
         w = np.linalg.solve(x[:cut].T @ x[:cut] + 10 * np.eye(x.shape[1]), x[:cut].T @ onehot[:cut])
         return float(((x[cut:] @ w).argmax(1) == y[cut:]).mean())
 
-    return {f"{what}_from_{view}": probe(x, labels[what]) for what in labels
-            for view, x in (("tokens", tokens.reshape(n, -1)), ("mean_token", tokens.mean(1)))}
+    under_object = tokens[np.arange(n), labels["cell"]]  # the one token that holds the object
+    views = (("tokens", tokens.reshape(n, -1)), ("mean_token", tokens.mean(1)), ("object_token", under_object))
+    return {f"{what}_from_{view}": probe(x, labels[what]) for what in labels for view, x in views}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -377,7 +434,7 @@ def _stop_after(steps: int):
 
 def pretrain_tiny(preset: str, steps: int, seed: int, out: str | Path, *, image_size: int = 96,
                   batch_size: int = 16, learning_rate: float = 2e-3, vision_lr_scale: float = 1.0,
-                  warmup_ratio: float = 0.05, pair_rate: float = 0.2, curriculum_ratio: float = 0.5,
+                  warmup_ratio: float = 0.05, pair_rate: float = 0.5, curriculum_ratio: float = 0.5,
                   stop_after: int | None = None, init_from: str | Path | None = None,
                   freeze_encoder: bool = True) -> dict[str, Any]:
     """Build a tiny Qwen3-VL of `preset` (or start from `init_from`), train it `steps` steps on the description
@@ -435,19 +492,21 @@ def _versions() -> dict[str, str]:
 
 def pretrain_tiny_main(preset: str, steps: int, seed: int, out: str | Path, *, image_size: int = 96,
                        batch_size: int = 16, learning_rate: float = 2e-3, vision_lr_scale: float = 1.0,
-                       stop_after: int | None = None, n_eval: int = 200) -> Path:
+                       pair_rate: float = 0.5, stop_after: int | None = None, n_eval: int = 200) -> Path:
     """The `editcaption pretrain-tiny` command: pre-train, evaluate on held-out single images, write
     out/final (the checkpoint) and out/RECIPE.json (command, seed, versions, first losses, accuracy)."""
     from editcaption.models.loading import load_model_and_processor
 
     run = pretrain_tiny(preset, steps, seed, out, image_size=image_size, batch_size=batch_size,
-                        learning_rate=learning_rate, vision_lr_scale=vision_lr_scale, stop_after=stop_after)
+                        learning_rate=learning_rate, vision_lr_scale=vision_lr_scale, pair_rate=pair_rate,
+                        stop_after=stop_after)
     command = (f"editcaption pretrain-tiny --preset {preset} --steps {steps} --seed {seed} --out {out} "
                f"--image-size {image_size} --batch-size {batch_size} --learning-rate {learning_rate} "
-               f"--vision-lr-scale {vision_lr_scale}" + (f" --stop-after {stop_after}" if stop_after else ""))
+               f"--vision-lr-scale {vision_lr_scale} --pair-rate {pair_rate}"
+               + (f" --stop-after {stop_after}" if stop_after else ""))
     recipe = {"command": command, "preset": preset, "steps": steps, "seed": seed, "image_size": image_size,
               "batch_size": batch_size, "learning_rate": learning_rate, "vision_lr_scale": vision_lr_scale,
-              "stop_after": stop_after, "freeze_vision_encoder": True, "versions": _versions(),
+              "pair_rate": pair_rate, "stop_after": stop_after, "freeze_vision_encoder": True, "versions": _versions(),
               "train_runtime_s": run["train_runtime"],
               "first_losses": run["losses"][:LOGGED_LOSSES], "final_loss": run["losses"][-1]}
     if n_eval:
@@ -455,6 +514,8 @@ def pretrain_tiny_main(preset: str, steps: int, seed: int, out: str | Path, *, i
         recipe["heldout_description"] = evaluate_descriptions(model, processor, n=n_eval, size=image_size)
         recipe["heldout_description_one_object"] = evaluate_descriptions(model, processor, n=n_eval, size=image_size,
                                                                          max_objects=1)
+        recipe["heldout_pair_description"] = evaluate_descriptions(model, processor, n=n_eval, size=image_size,
+                                                                   max_objects=2, pairs=True)
         recipe["vision_feature_spread"] = vision_feature_spread(model, processor, size=image_size)
         recipe["vision_probe"] = vision_probe(model, processor, size=image_size)
     (Path(out) / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
