@@ -3,16 +3,17 @@
 The paper starts from Qwen3-VL-Instruct, which already describes images. A randomly initialised tiny
 Qwen3-VL does not, and learns the edit-instruction task from the text alone. This stage trains it, with
 TRL's SFTTrainer, to DESCRIBE synthetic grid images: one image ("gray background; a red striped star at
-the top left; ...") or two ("Image 1: ... Image 2: ..."), where the second image of a pair is the first
-with one object moved, recoloured, added or removed, a new background, or a mirror/rotation of the view.
-It never sees the instruction prompt or an instruction, so "base < SFT" still holds.
+the top left; ...") or two ("Image 1: ... Image 2: ... Differences: ..."), where the second image of a pair
+is the first with one object moved, recoloured, added or removed, a new background, or a mirror/rotation of
+the view, and the differences state that change as a fact. It never sees the instruction prompt or an
+instruction, so "base < SFT" still holds.
 
 The vision encoder stays at its random initialisation (only the mergers and the language model train):
 trained from scratch, it collapses to the image's global colour and the object colours become unreadable
 (`vision_probe`). Samples are drawn on the fly from (seed, index): the same seed gives the same batches
 and losses.
 
-    editcaption pretrain-tiny --preset demo --steps 800 --seed 0 --out DIR
+    editcaption pretrain-tiny --preset demo --steps 4000 --seed 0 --out DIR   # the shipped base
 """
 from __future__ import annotations
 
