@@ -68,6 +68,7 @@ def test_place_axes_split_every_grid_place_into_its_row_and_column_word():
         assert len({row for row, _ in axes}) == n and len({col for _, col in axes}) == n
     assert pt.place_axes("center") == ("middle", "center")
     assert pt.place_axes("upper middle center left") == ("upper middle", "center left")
+    assert pt.place_axes("somewhere") == ("", "")  # an unreadable place is no row and no column
 
 
 def test_a_mirrored_column_costs_the_column_and_the_place_but_not_the_row(layout):

@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_build_tiny_model)
 
+    from editcaption.models.pretrain import PAIR_RATE
+
     p = sub.add_parser("pretrain-tiny", help="tiny-world pre-training: teach a tiny Qwen3-VL to describe synthetic images")
     p.add_argument("--preset", choices=("smoke", "demo"), default="demo")
     p.add_argument("--steps", type=int, required=True, help="optimizer steps")
@@ -105,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--learning-rate", type=float, default=2e-3)
     p.add_argument("--vision-lr-scale", type=float, default=1.0, help="merger learning rate multiple")
-    p.add_argument("--pair-rate", type=float, default=0.5, help="share of image-pair samples after the curriculum")
+    p.add_argument("--pair-rate", type=float, default=PAIR_RATE, help="share of image-pair samples after the curriculum")
     p.add_argument("--stop-after", type=int, default=None, help="stop after this many steps (reproducibility checks)")
     p.add_argument("--n-eval", type=int, default=200, help="held-out images for the description accuracy")
     p.set_defaults(func=_cmd_pretrain_tiny)

@@ -34,6 +34,7 @@ PAIR_CHANGES = ("move", "color", "add", "remove", "background", "mirror", "rotat
 RECIPE_FILE = "RECIPE.json"
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-world-base"
 LOGGED_LOSSES = 20
+PAIR_RATE = 0.5  # share of image-pair samples once the single-object curriculum is over (the shipped base's)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -242,14 +243,14 @@ def parse_description(text: str) -> dict:
     return {"background": background, "objects": objects}
 
 
+_PLACE_AXES = {position_words(r, c, n): (_ROW_WORDS[n][r] or "middle", _COL_WORDS[n][c] or "center")
+               for n in _ROW_WORDS for r in range(n) for c in range(n)}
+
+
 def place_axes(place: str) -> tuple[str, str]:
-    """(row word, column word) of a place: "top left" -> ("top", "left"), "right" -> ("middle", "right")."""
-    rows = sorted({w for words in _ROW_WORDS.values() for w in words if w}, key=len, reverse=True)
-    cols = sorted({w for words in _COL_WORDS.values() for w in words if w}, key=len, reverse=True)
-    row = next((w for w in rows if place == w or place.startswith(w + " ")), "middle")
-    rest = place[len(row):].strip() if row != "middle" else place
-    col = next((w for w in cols if rest == w), "center")
-    return row, col
+    """(row word, column word) of a place: "top left" -> ("top", "left"), "right" -> ("middle", "right");
+    ("", "") for words that name no grid place, so an unreadable place never counts as the centre."""
+    return _PLACE_AXES.get(place, ("", ""))
 
 
 def score_description(truth: dict, text: str) -> dict[str, list[bool]]:
@@ -435,7 +436,7 @@ def _stop_after(steps: int):
 
 def pretrain_tiny(preset: str, steps: int, seed: int, out: str | Path, *, image_size: int = 96,
                   batch_size: int = 16, learning_rate: float = 2e-3, vision_lr_scale: float = 1.0,
-                  warmup_ratio: float = 0.05, pair_rate: float = 0.5, curriculum_ratio: float = 0.5,
+                  warmup_ratio: float = 0.05, pair_rate: float = PAIR_RATE, curriculum_ratio: float = 0.5,
                   stop_after: int | None = None, init_from: str | Path | None = None,
                   freeze_encoder: bool = True) -> dict[str, Any]:
     """Build a tiny Qwen3-VL of `preset` (or start from `init_from`), train it `steps` steps on the description
@@ -493,8 +494,8 @@ def _versions() -> dict[str, str]:
 
 def pretrain_tiny_main(preset: str, steps: int, seed: int, out: str | Path, *, image_size: int = 96,
                        batch_size: int = 16, learning_rate: float = 2e-3, vision_lr_scale: float = 1.0,
-                       pair_rate: float = 0.5, stop_after: int | None = None, n_eval: int = 200) -> Path:
-    """The `editcaption pretrain-tiny` command: pre-train, evaluate on held-out single images, write
+                       pair_rate: float = PAIR_RATE, stop_after: int | None = None, n_eval: int = 200) -> Path:
+    """The `editcaption pretrain-tiny` command: pre-train, evaluate on held-out single images and pairs, write
     out/final (the checkpoint) and out/RECIPE.json (command, seed, versions, first losses, accuracy)."""
     from editcaption.models.loading import load_model_and_processor
 
