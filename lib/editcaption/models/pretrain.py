@@ -34,7 +34,8 @@ PAIR_CHANGES = ("move", "color", "add", "remove", "background", "mirror", "rotat
 RECIPE_FILE = "RECIPE.json"
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-world-base"
 LOGGED_LOSSES = 20
-PAIR_RATE = 0.5  # share of image-pair samples once the single-object curriculum is over (the shipped base's)
+PAIR_RATE = 0.8  # share of image-pair samples once the single-object curriculum is over (the shipped base's)
+CURRICULUM_RATIO = 0.33  # share of the steps that see single one-object images only (the shipped base's)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -100,9 +101,17 @@ def describe(facts: dict) -> str:
     return "; ".join(clauses) + "."
 
 
+def move_direction(before: dict, after: dict) -> str:
+    """Viewer's-perspective direction from one object fact to another: 'left', 'down', 'up and right'."""
+    vertical = {1: "down", -1: "up"}.get((after["row"] > before["row"]) - (after["row"] < before["row"]), "")
+    horizontal = {1: "right", -1: "left"}.get((after["col"] > before["col"]) - (after["col"] < before["col"]), "")
+    return " and ".join(w for w in (vertical, horizontal) if w)
+
+
 def describe_differences(before: dict, after: dict, view: tuple = ()) -> str:
-    """What differs between two described images, as facts (not as an instruction): 'the red star moves from
-    the top left to the right.', 'the whole view is mirrored horizontally.' Objects are matched by `uid`."""
+    """What differs between two described images, as facts (not as an instruction): 'the red star moves down
+    and right, from the top left to the right.', 'the whole view is mirrored horizontally.' Objects are
+    matched by `uid`."""
     if view:
         op, direction = view
         return f"the whole view is {'mirrored ' + direction + 'ly' if op == 'mirror' else 'rotated ' + direction}."
@@ -115,7 +124,8 @@ def describe_differences(before: dict, after: dict, view: tuple = ()) -> str:
         if uid not in second:
             said.append(f"the {_object_words(o)} at the {o['place']} disappears")
         elif second[uid]["place"] != o["place"]:
-            said.append(f"the {_object_words(o)} moves from the {o['place']} to the {second[uid]['place']}")
+            said.append(f"the {_object_words(o)} moves {move_direction(o, second[uid])}, "
+                        f"from the {o['place']} to the {second[uid]['place']}")
         elif second[uid]["color"] != o["color"]:
             said.append(f"the {_object_words(o)} at the {o['place']} turns {second[uid]['color']}")
     said += [f"a {_object_words(o)} appears at the {o['place']}" for uid, o in second.items() if uid not in first]
@@ -300,7 +310,8 @@ def evaluate_descriptions(model, processor, *, n: int = 200, seed: int = 10_000,
     """Held-out description accuracy (exact match per fact) on n fresh samples of stream `seed` (with 1 to
     `max_objects` objects; default: up to the layout's capacity). Single images by default; with `pairs`,
     image pairs described as "Image 1: ... Image 2: ...", each image scored on its own (keys `image1 ...`,
-    `image2 ...`; a reply without " Image 2: " leaves image 2 undescribed: all its facts wrong)."""
+    `image2 ...`; a reply without " Image 2: " leaves image 2 undescribed: all its facts wrong; `differences`
+    is the exact match of the closing "Differences: ..." clause)."""
     layout = syn.make_layout("grid", size)
     samples = [make_sample(seed, i, layout, pair_rate=1.0 if pairs else 0.0, max_objects=max_objects)
                for i in range(n)]
@@ -313,8 +324,10 @@ def evaluate_descriptions(model, processor, *, n: int = 200, seed: int = 10_000,
     for sample, text in zip(samples, texts):
         if pairs:
             first, _, second = text.removeprefix("Image 1:").partition(" Image 2: ")
-            second = second.partition(" Differences:")[0]
+            second, _, differences = second.partition(" Differences: ")
             parts = {"image1 ": first, "image2 ": second if second else "no description"}
+            truth = sample["completion"][0]["content"][0]["text"].partition(" Differences: ")[2]
+            totals.setdefault("differences", []).append(differences.strip() == truth.strip())
         else:
             parts = {"": text}
         for (tag, part), facts in zip(parts.items(), sample["facts"]):
@@ -436,7 +449,7 @@ def _stop_after(steps: int):
 
 def pretrain_tiny(preset: str, steps: int, seed: int, out: str | Path, *, image_size: int = 96,
                   batch_size: int = 16, learning_rate: float = 2e-3, vision_lr_scale: float = 1.0,
-                  warmup_ratio: float = 0.05, pair_rate: float = PAIR_RATE, curriculum_ratio: float = 0.5,
+                  warmup_ratio: float = 0.05, pair_rate: float = PAIR_RATE, curriculum_ratio: float = CURRICULUM_RATIO,
                   stop_after: int | None = None, init_from: str | Path | None = None,
                   freeze_encoder: bool = True) -> dict[str, Any]:
     """Build a tiny Qwen3-VL of `preset` (or start from `init_from`), train it `steps` steps on the description
@@ -494,21 +507,23 @@ def _versions() -> dict[str, str]:
 
 def pretrain_tiny_main(preset: str, steps: int, seed: int, out: str | Path, *, image_size: int = 96,
                        batch_size: int = 16, learning_rate: float = 2e-3, vision_lr_scale: float = 1.0,
-                       pair_rate: float = PAIR_RATE, stop_after: int | None = None, n_eval: int = 200) -> Path:
+                       pair_rate: float = PAIR_RATE, curriculum_ratio: float = CURRICULUM_RATIO,
+                       stop_after: int | None = None, n_eval: int = 200) -> Path:
     """The `editcaption pretrain-tiny` command: pre-train, evaluate on held-out single images and pairs, write
     out/final (the checkpoint) and out/RECIPE.json (command, seed, versions, first losses, accuracy)."""
     from editcaption.models.loading import load_model_and_processor
 
     run = pretrain_tiny(preset, steps, seed, out, image_size=image_size, batch_size=batch_size,
                         learning_rate=learning_rate, vision_lr_scale=vision_lr_scale, pair_rate=pair_rate,
-                        stop_after=stop_after)
+                        curriculum_ratio=curriculum_ratio, stop_after=stop_after)
     command = (f"editcaption pretrain-tiny --preset {preset} --steps {steps} --seed {seed} --out {out} "
                f"--image-size {image_size} --batch-size {batch_size} --learning-rate {learning_rate} "
-               f"--vision-lr-scale {vision_lr_scale} --pair-rate {pair_rate}"
+               f"--vision-lr-scale {vision_lr_scale} --pair-rate {pair_rate} --curriculum-ratio {curriculum_ratio}"
                + (f" --stop-after {stop_after}" if stop_after else ""))
     recipe = {"command": command, "preset": preset, "steps": steps, "seed": seed, "image_size": image_size,
               "batch_size": batch_size, "learning_rate": learning_rate, "vision_lr_scale": vision_lr_scale,
-              "pair_rate": pair_rate, "stop_after": stop_after, "freeze_vision_encoder": True, "versions": _versions(),
+              "pair_rate": pair_rate, "curriculum_ratio": curriculum_ratio, "stop_after": stop_after,
+              "freeze_vision_encoder": True, "versions": _versions(),
               "train_runtime_s": run["train_runtime"],
               "first_losses": run["losses"][:LOGGED_LOSSES], "final_loss": run["losses"][-1]}
     if n_eval:
