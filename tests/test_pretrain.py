@@ -115,6 +115,13 @@ def test_pairs_describe_two_different_images_and_never_hold_an_instruction(layou
         assert INSTRUCTION_PROMPT not in json.dumps(sample["prompt"])
 
 
+@pytest.mark.parametrize("share", [{"pair_rate": 1.5}, {"curriculum_ratio": -0.1}])
+def test_shares_outside_zero_to_one_are_refused_before_training(tmp_path, share):
+    with pytest.raises(ValueError, match=next(iter(share))):
+        pt.pretrain_tiny("smoke", 10, 0, tmp_path, **share)
+    assert not (tmp_path / "init").exists()
+
+
 def test_first_logged_losses_reproduce_the_shipped_recipe(tmp_path):
     recipe = json.loads((pt.ASSET_DIR / pt.RECIPE_FILE).read_text())
     run = pt.pretrain_tiny(recipe["preset"], recipe["steps"], recipe["seed"], tmp_path, image_size=recipe["image_size"],

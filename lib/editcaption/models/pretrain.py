@@ -461,6 +461,9 @@ def pretrain_tiny(preset: str, steps: int, seed: int, out: str | Path, *, image_
     from editcaption.models.loading import load_model_and_processor
     from editcaption.models.tiny import build_tiny_model
 
+    for name, share in (("pair_rate", pair_rate), ("curriculum_ratio", curriculum_ratio)):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"pretrain-tiny: {name} is a share of samples or steps, between 0 and 1, not {share}")
     out = Path(out)
     init = Path(init_from) if init_from else build_tiny_model(preset, out / "init", seed=seed)
     torch.manual_seed(seed)
