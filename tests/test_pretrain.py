@@ -115,7 +115,28 @@ def test_pairs_describe_two_different_images_and_never_hold_an_instruction(layou
         assert INSTRUCTION_PROMPT not in json.dumps(sample["prompt"])
 
 
-@pytest.mark.parametrize("share", [{"pair_rate": 1.5}, {"curriculum_ratio": -0.1}])
+def test_compare_samples_ask_for_the_differences_of_the_same_pair_alone(layout):
+    for index in range(20):
+        full = pt.make_sample(0, index, layout, pair_rate=1.0)
+        compare = pt.make_sample(0, index, layout, pair_rate=1.0, compare_rate=1.0)
+        assert compare["facts"] == full["facts"]
+        assert compare["prompt"][0]["content"][-1]["text"] == pt.COMPARE_PROMPT
+        differences = full["completion"][0]["content"][0]["text"].partition(" Differences: ")[2]
+        assert compare["completion"][0]["content"][0]["text"] == differences[0].upper() + differences[1:]
+
+
+@pytest.mark.parametrize("text, kinds", [
+    ("The background turns from white to navy; the blue star at the right turns green.", ("recolour", "background")),
+    ("The red circle moves down, from the top to the center; a blue star appears at the left.", ("moves", "appears")),
+    ("The red circle at the top left disappears.", ("disappears",)),
+    ("The whole view is mirrored horizontally.", ("mirror",)),
+    ("The background turns from beige to beige.", ("background",)),
+])
+def test_change_kinds_names_what_a_differences_sentence_says_changed(text, kinds):
+    assert pt.change_kinds(text) == kinds
+
+
+@pytest.mark.parametrize("share", [{"pair_rate": 1.5}, {"curriculum_ratio": -0.1}, {"compare_rate": 2.0}])
 def test_shares_outside_zero_to_one_are_refused_before_training(tmp_path, share):
     with pytest.raises(ValueError, match=next(iter(share))):
         pt.pretrain_tiny("smoke", 10, 0, tmp_path, **share)
@@ -127,7 +148,8 @@ def test_first_logged_losses_reproduce_the_shipped_recipe(tmp_path):
     run = pt.pretrain_tiny(recipe["preset"], recipe["steps"], recipe["seed"], tmp_path, image_size=recipe["image_size"],
                            batch_size=recipe["batch_size"], learning_rate=recipe["learning_rate"],
                            vision_lr_scale=recipe["vision_lr_scale"], pair_rate=recipe["pair_rate"],
-                           curriculum_ratio=recipe["curriculum_ratio"], stop_after=5)
+                           curriculum_ratio=recipe["curriculum_ratio"], compare_rate=recipe.get("compare_rate", 0.0),
+                           stop_after=5)
     assert run["losses"] == pytest.approx(recipe["first_losses"][:5], rel=1e-4)
 
 

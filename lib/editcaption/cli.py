@@ -30,7 +30,8 @@ def _cmd_pretrain_tiny(args: argparse.Namespace) -> int:
     out = pretrain_tiny_main(args.preset, args.steps, args.seed, args.out, image_size=args.image_size,
                              batch_size=args.batch_size, learning_rate=args.learning_rate,
                              vision_lr_scale=args.vision_lr_scale, pair_rate=args.pair_rate,
-                             curriculum_ratio=args.curriculum_ratio, stop_after=args.stop_after, n_eval=args.n_eval)
+                             curriculum_ratio=args.curriculum_ratio, compare_rate=args.compare_rate,
+                             stop_after=args.stop_after, n_eval=args.n_eval)
     print(f"tiny-world base written to {out}")
     return 0
 
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_build_tiny_model)
 
-    from editcaption.models.pretrain import CURRICULUM_RATIO, PAIR_RATE
+    from editcaption.models.pretrain import COMPARE_RATE, CURRICULUM_RATIO, PAIR_RATE
 
     p = sub.add_parser("pretrain-tiny", help="tiny-world pre-training: teach a tiny Qwen3-VL to describe synthetic images")
     p.add_argument("--preset", choices=("smoke", "demo"), default="demo")
@@ -110,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pair-rate", type=float, default=PAIR_RATE, help="share of image-pair samples after the curriculum")
     p.add_argument("--curriculum-ratio", type=float, default=CURRICULUM_RATIO,
                    help="share of the steps on single one-object images first")
+    p.add_argument("--compare-rate", type=float, default=COMPARE_RATE,
+                   help="share of the pairs asked for the differences alone")
     p.add_argument("--stop-after", type=int, default=None, help="stop after this many steps (reproducibility checks)")
     p.add_argument("--n-eval", type=int, default=200, help="held-out images for the description accuracy")
     p.set_defaults(func=_cmd_pretrain_tiny)
