@@ -165,3 +165,17 @@ def test_shipped_base_describes_held_out_images_better_than_chance():
     pair = pt.evaluate_descriptions(model, processor, n=16, seed=12_345, max_objects=2, pairs=True)["accuracy"]
     assert pair["image2 place"] > 0.8  # the second image's places (chance 1/9; 0.26 before pairs and differences)
     assert pair["differences"] > 0.2  # the exact "Differences: ..." clause (0.43 on 200 pairs; a blind model: 0)
+
+
+def test_compare_evaluation_scores_the_reference_perfectly_and_a_wrong_kind_as_wrong(monkeypatch):
+    layout = syn.make_layout("grid", 96)
+    truths = [pt.make_sample(10_000, i, layout, pair_rate=1.0, max_objects=2, compare_rate=1.0)
+              for i in range(6)]
+    replies = [t["completion"][0]["content"][0]["text"] for t in truths]
+    monkeypatch.setattr(pt, "_generate", lambda *a, **k: replies)
+    right = pt.evaluate_descriptions(None, None, n=6, max_objects=2, compare=True)
+    assert right["accuracy"] == {"differences": 1.0, "change_kind": 1.0} and right["compare"]
+    replies = ["The whole view is rotated clockwise." if "rotated" not in r else "The red star disappears."
+               for r in replies]
+    wrong = pt.evaluate_descriptions(None, None, n=6, max_objects=2, compare=True)
+    assert wrong["accuracy"] == {"differences": 0.0, "change_kind": 0.0}

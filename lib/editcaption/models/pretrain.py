@@ -189,7 +189,8 @@ def _pair_target(rng: random.Random, layout: syn.GridLayout, scene: syn.Scene) -
 
 def make_sample(seed: int, index: int, layout: syn.GridLayout, *, pair_rate: float = 0.4,
                 max_objects: int | None = None, compare_rate: float = 0.0) -> dict:
-    """Sample `index` of the stream: {images, prompt, completion} (TRL vision rows) plus its `facts`."""
+    """Sample `index` of the stream: {images, prompt, completion} (TRL vision rows) plus its `facts`. A share
+    `compare_rate` of the pairs asks for the differences alone (`COMPARE_PROMPT`) instead of both descriptions."""
     rng = random.Random(f"tiny-world-{seed}-{index}")
     top = min(max_objects or layout.capacity, layout.capacity)
     while True:
@@ -346,11 +347,12 @@ def evaluate_descriptions(model, processor, *, n: int = 200, seed: int = 10_000,
     conversations = [[{"role": "user", "content": [{"type": "image"} for _ in s["images"]] + [{"type": "text", "text": prompt}]}]
                      for s in samples]
     texts = _generate(model, processor, conversations, [s["images"] for s in samples],
-                      max_new_tokens=2 * max_new_tokens if pairs else max_new_tokens, batch_size=batch_size)
+                      max_new_tokens=2 * max_new_tokens if pairs and not compare else max_new_tokens,
+                      batch_size=batch_size)
+    references = [s["completion"][0]["content"][0]["text"] for s in samples]
     totals: dict[str, list[bool]] = {}
-    for sample, text in zip(samples, texts):
+    for sample, text, truth in zip(samples, texts, references):
         if compare:
-            truth = sample["completion"][0]["content"][0]["text"]
             totals.setdefault("differences", []).append(text.strip() == truth.strip())
             totals.setdefault("change_kind", []).append(change_kinds(text) == change_kinds(truth))
             continue
@@ -358,8 +360,7 @@ def evaluate_descriptions(model, processor, *, n: int = 200, seed: int = 10_000,
             first, _, second = text.removeprefix("Image 1:").partition(" Image 2: ")
             second, _, differences = second.partition(" Differences: ")
             parts = {"image1 ": first, "image2 ": second if second else "no description"}
-            truth = sample["completion"][0]["content"][0]["text"].partition(" Differences: ")[2]
-            totals.setdefault("differences", []).append(differences.strip() == truth.strip())
+            totals.setdefault("differences", []).append(differences.strip() == truth.partition(" Differences: ")[2].strip())
         else:
             parts = {"": text}
         for (tag, part), facts in zip(parts.items(), sample["facts"]):
@@ -368,7 +369,7 @@ def evaluate_descriptions(model, processor, *, n: int = 200, seed: int = 10_000,
     accuracy = {key: sum(hits) / len(hits) for key, hits in totals.items()}
     return {"n": n, "size": size, "seed": seed, "max_objects": max_objects, "pairs": pairs, "compare": compare,
             "accuracy": accuracy,
-            "examples": texts[:5], "references": [s["completion"][0]["content"][0]["text"] for s in samples[:5]]}
+            "examples": texts[:5], "references": references[:5]}
 
 
 def vision_feature_spread(model, processor, *, size: int = 96) -> dict[str, float]:
