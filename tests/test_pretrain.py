@@ -143,14 +143,29 @@ def test_shares_outside_zero_to_one_are_refused_before_training(tmp_path, share)
     assert not (tmp_path / "init").exists()
 
 
-def test_first_logged_losses_reproduce_the_shipped_recipe(tmp_path):
-    recipe = json.loads((pt.ASSET_DIR / pt.RECIPE_FILE).read_text())
+@pytest.mark.parametrize("stage", [".", "stage1"])
+def test_first_logged_losses_reproduce_the_shipped_recipe(tmp_path, stage):
+    folder = pt.ASSET_DIR / stage
+    recipe = json.loads((folder / pt.RECIPE_FILE).read_text())
+    init_from = folder / recipe["init_from"] if recipe.get("init_from") else None  # stage 2 continues stage1/
     run = pt.pretrain_tiny(recipe["preset"], recipe["steps"], recipe["seed"], tmp_path, image_size=recipe["image_size"],
                            batch_size=recipe["batch_size"], learning_rate=recipe["learning_rate"],
                            vision_lr_scale=recipe["vision_lr_scale"], pair_rate=recipe["pair_rate"],
                            curriculum_ratio=recipe["curriculum_ratio"], compare_rate=recipe.get("compare_rate", 0.0),
-                           stop_after=5)
+                           init_from=init_from, stop_after=5)
     assert run["losses"] == pytest.approx(recipe["first_losses"][:5], rel=1e-4)
+
+
+def test_a_continued_run_records_where_it_started_in_its_command(tmp_path):
+    from editcaption.models.tiny import build_tiny_model
+
+    init = build_tiny_model("smoke", tmp_path / "init", seed=0)
+    final = pt.pretrain_tiny_main("smoke", 3, 0, tmp_path / "run", image_size=64, batch_size=2, curriculum_ratio=0.0,
+                                  init_from=init, n_eval=0)
+    recipe = json.loads((tmp_path / "run" / pt.RECIPE_FILE).read_text())
+    assert recipe["init_from"] == str(init) and recipe["command"].endswith(f"--init-from {init}")
+    assert not (tmp_path / "run" / "init").exists()  # no fresh model was built
+    assert (final / "model.safetensors").exists() and len(recipe["first_losses"]) == 3
 
 
 def test_shipped_base_describes_held_out_images_better_than_chance():

@@ -31,7 +31,7 @@ def _cmd_pretrain_tiny(args: argparse.Namespace) -> int:
                              batch_size=args.batch_size, learning_rate=args.learning_rate,
                              vision_lr_scale=args.vision_lr_scale, pair_rate=args.pair_rate,
                              curriculum_ratio=args.curriculum_ratio, compare_rate=args.compare_rate,
-                             stop_after=args.stop_after, n_eval=args.n_eval)
+                             init_from=args.init_from, stop_after=args.stop_after, n_eval=args.n_eval)
     print(f"tiny-world base written to {out}")
     return 0
 
@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the steps on single one-object images first")
     p.add_argument("--compare-rate", type=float, default=COMPARE_RATE,
                    help="share of the pairs asked for the differences alone")
+    p.add_argument("--init-from", default=None,
+                   help="continue this checkpoint instead of a fresh init (a second stage: use --curriculum-ratio 0)")
     p.add_argument("--stop-after", type=int, default=None, help="stop after this many steps (reproducibility checks)")
     p.add_argument("--n-eval", type=int, default=200, help="held-out images for the description accuracy")
     p.set_defaults(func=_cmd_pretrain_tiny)

@@ -542,39 +542,51 @@ def _versions() -> dict[str, str]:
             "pillow": PIL.__version__}
 
 
+def recipe_accuracy(final_dir: str | Path, *, n_eval: int = 200, image_size: int = 96) -> dict:
+    """The held-out measurements a RECIPE.json records for a checkpoint: description accuracy on images with
+    up to 9 objects, on one-object images, on image pairs (described, then their differences) and on the
+    compare prompt; the vision-token spread and probes."""
+    from editcaption.models.loading import load_model_and_processor
+
+    model, processor = load_model_and_processor(final_dir)
+    pairs = {"max_objects": 2, "n": n_eval, "size": image_size}
+    return {
+        "heldout_description": evaluate_descriptions(model, processor, n=n_eval, size=image_size),
+        "heldout_description_one_object": evaluate_descriptions(model, processor, n=n_eval, size=image_size,
+                                                                max_objects=1),
+        "heldout_pair_description": evaluate_descriptions(model, processor, pairs=True, **pairs),
+        "heldout_pair_compare": evaluate_descriptions(model, processor, compare=True, **pairs),
+        "vision_feature_spread": vision_feature_spread(model, processor, size=image_size),
+        "vision_probe": vision_probe(model, processor, size=image_size),
+    }
+
+
 def pretrain_tiny_main(preset: str, steps: int, seed: int, out: str | Path, *, image_size: int = 96,
                        batch_size: int = 16, learning_rate: float = 2e-3, vision_lr_scale: float = 1.0,
                        pair_rate: float = PAIR_RATE, curriculum_ratio: float = CURRICULUM_RATIO,
-                       compare_rate: float = COMPARE_RATE, stop_after: int | None = None, n_eval: int = 200) -> Path:
-    """The `editcaption pretrain-tiny` command: pre-train, evaluate on held-out single images and pairs, write
-    out/final (the checkpoint) and out/RECIPE.json (command, seed, versions, first losses, accuracy)."""
-    from editcaption.models.loading import load_model_and_processor
-
+                       compare_rate: float = COMPARE_RATE, init_from: str | Path | None = None,
+                       stop_after: int | None = None, n_eval: int = 200) -> Path:
+    """The `editcaption pretrain-tiny` command: pre-train (from a fresh init, or continue `init_from`), evaluate
+    on held-out single images and pairs, write out/final (the checkpoint) and out/RECIPE.json (command, seed,
+    versions, first losses, accuracy)."""
     run = pretrain_tiny(preset, steps, seed, out, image_size=image_size, batch_size=batch_size,
                         learning_rate=learning_rate, vision_lr_scale=vision_lr_scale, pair_rate=pair_rate,
-                        curriculum_ratio=curriculum_ratio, compare_rate=compare_rate, stop_after=stop_after)
+                        curriculum_ratio=curriculum_ratio, compare_rate=compare_rate, init_from=init_from,
+                        stop_after=stop_after)
     command = (f"editcaption pretrain-tiny --preset {preset} --steps {steps} --seed {seed} --out {out} "
                f"--image-size {image_size} --batch-size {batch_size} --learning-rate {learning_rate} "
                f"--vision-lr-scale {vision_lr_scale} --pair-rate {pair_rate} --curriculum-ratio {curriculum_ratio} "
                f"--compare-rate {compare_rate}"
+               + (f" --init-from {init_from}" if init_from else "")
                + (f" --stop-after {stop_after}" if stop_after else ""))
     recipe = {"command": command, "preset": preset, "steps": steps, "seed": seed, "image_size": image_size,
               "batch_size": batch_size, "learning_rate": learning_rate, "vision_lr_scale": vision_lr_scale,
               "pair_rate": pair_rate, "curriculum_ratio": curriculum_ratio, "compare_rate": compare_rate,
-              "stop_after": stop_after,
+              "init_from": str(init_from) if init_from else None, "stop_after": stop_after,
               "freeze_vision_encoder": True, "versions": _versions(),
               "train_runtime_s": run["train_runtime"],
               "first_losses": run["losses"][:LOGGED_LOSSES], "final_loss": run["losses"][-1]}
     if n_eval:
-        model, processor = load_model_and_processor(run["final_dir"])
-        recipe["heldout_description"] = evaluate_descriptions(model, processor, n=n_eval, size=image_size)
-        recipe["heldout_description_one_object"] = evaluate_descriptions(model, processor, n=n_eval, size=image_size,
-                                                                         max_objects=1)
-        recipe["heldout_pair_description"] = evaluate_descriptions(model, processor, n=n_eval, size=image_size,
-                                                                   max_objects=2, pairs=True)
-        recipe["heldout_pair_compare"] = evaluate_descriptions(model, processor, n=n_eval, size=image_size,
-                                                               max_objects=2, compare=True)
-        recipe["vision_feature_spread"] = vision_feature_spread(model, processor, size=image_size)
-        recipe["vision_probe"] = vision_probe(model, processor, size=image_size)
+        recipe.update(recipe_accuracy(run["final_dir"], n_eval=n_eval, image_size=image_size))
     (Path(out) / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
     return Path(run["final_dir"])
