@@ -15,11 +15,14 @@ and losses.
 
 `compare_rate` asks a share of the pairs for the differences alone ("What differs between Image 1 and
 Image 2?" -> "The red star moves down, ..."), so the comparison has to be read off the vision tokens rather
-than off the model's own two descriptions. Measured (issue 5): 2000 more steps of the shipped base at
-compare_rate 0.5 named the change kind in 70 % of held-out pairs, but SFT from it was no steadier across
-seeds (S 3.77 and 3.49, left/right swapped 1/12 and 5/11), so the shipped base keeps 0.
+than off the model's own two descriptions. The shipped base is two stages: 6000 steps without it (stage1/),
+then 2000 steps continuing that checkpoint at compare_rate 0.5 (`init_from`). Measured (issue 5): SFT from
+stage 1 swapped left and right in about half the stated moves on every seed; SFT from stage 2 at a learning
+rate that keeps what the base learned (5e-4) named the direction right on both axes (see README).
 
-    editcaption pretrain-tiny --preset demo --steps 6000 --seed 0 --out DIR   # the shipped base
+    editcaption pretrain-tiny --preset demo --steps 6000 --seed 0 --out S1   # stage1/
+    editcaption pretrain-tiny --preset demo --steps 2000 --seed 0 --out S2 --learning-rate 0.001 \
+        --curriculum-ratio 0 --compare-rate 0.5 --init-from S1/final          # the shipped base = S2/final
 """
 from __future__ import annotations
 
