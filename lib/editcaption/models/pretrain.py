@@ -501,6 +501,8 @@ def pretrain_tiny(preset: str, steps: int, seed: int, out: str | Path, *, image_
     for name, share in (("pair_rate", pair_rate), ("curriculum_ratio", curriculum_ratio), ("compare_rate", compare_rate)):
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"pretrain-tiny: {name} is a share of samples or steps, between 0 and 1, not {share}")
+    if init_from and not (Path(init_from) / "config.json").is_file():
+        raise FileNotFoundError(f"pretrain-tiny: --init-from {init_from} is not a saved checkpoint (no config.json)")
     out = Path(out)
     init = Path(init_from) if init_from else build_tiny_model(preset, out / "init", seed=seed)
     torch.manual_seed(seed)
