@@ -27,8 +27,11 @@ rate that keeps what the base learned (5e-4) named the direction right on both a
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,13 @@ LOGGED_LOSSES = 20
 PAIR_RATE = 0.8  # share of image-pair samples once the single-object curriculum is over (the shipped base's)
 CURRICULUM_RATIO = 0.33  # share of the steps that see single one-object images only (the shipped base's)
 COMPARE_RATE = 0.0  # share of the pairs asked for the differences alone, without describing the images first
+# A recipe's first steps are replayed (tests; RECIPE.json's "replay") in a fresh process on one thread with the CPU
+# kernels pinned to code paths every x86-64 machine runs alike: ATen's unvectorised kernels, MKL's COMPATIBLE
+# branch (conditional numerical reproducibility), oneDNN off. With each machine's own kernels the continued stage's
+# 3rd-5th losses moved by up to 1e-3 relative (measured on one CPU: oneDNN limited to AVX2 gave the 0.971806 another
+# machine logged for the shipped 0.970869; ATen at AVX2 or MKL at COMPATIBLE moved them by 6e-4 each).
+REPLAY_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
+REPLAY_STEPS = 5
 
 
 # ----------------------------------------------------------------------------------------------
@@ -566,6 +576,43 @@ def recipe_accuracy(final_dir: str | Path, *, n_eval: int = 200, image_size: int
     }
 
 
+def _recipe_init(folder: Path, recipe: dict) -> Path | None:
+    """Where a recipe's run started: its `init_from` (relative to the folder when it lies there), or None."""
+    init = recipe.get("init_from")
+    if not init:
+        return None
+    return folder / init if (folder / init).exists() else Path(init)
+
+
+def replay_first_losses(folder: str | Path, *, steps: int = REPLAY_STEPS, **changes: Any) -> list[float]:
+    """Re-run the first `steps` steps of the recipe in `folder`/RECIPE.json (with `changes` to its values, e.g.
+    learning_rate=...) in a fresh process under REPLAY_ENV, and return the logged losses."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        request = {"folder": str(folder), "steps": steps, "changes": changes, "out": tmp}
+        done = subprocess.run([sys.executable, "-m", "editcaption.models.pretrain", json.dumps(request)],
+                              env={**os.environ, **REPLAY_ENV}, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"replaying {folder} failed:\n{done.stderr[-3000:]}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _replay_here(folder: str, steps: int, changes: dict, out: str) -> list[float]:
+    """The replay's own process (see `replay_first_losses`): oneDNN off, then the recipe's run, stopped early."""
+    import torch
+
+    torch.backends.mkldnn.enabled = False
+    folder_path = Path(folder)
+    recipe = {**json.loads((folder_path / RECIPE_FILE).read_text(encoding="utf-8")), **changes}
+    run = pretrain_tiny(recipe["preset"], recipe["steps"], recipe["seed"], out, image_size=recipe["image_size"],
+                        batch_size=recipe["batch_size"], learning_rate=recipe["learning_rate"],
+                        vision_lr_scale=recipe["vision_lr_scale"], pair_rate=recipe["pair_rate"],
+                        curriculum_ratio=recipe["curriculum_ratio"], compare_rate=recipe.get("compare_rate", 0.0),
+                        init_from=_recipe_init(folder_path, recipe), stop_after=steps)
+    return run["losses"]
+
+
 def pretrain_tiny_main(preset: str, steps: int, seed: int, out: str | Path, *, image_size: int = 96,
                        batch_size: int = 16, learning_rate: float = 2e-3, vision_lr_scale: float = 1.0,
                        pair_rate: float = PAIR_RATE, curriculum_ratio: float = CURRICULUM_RATIO,
@@ -594,4 +641,12 @@ def pretrain_tiny_main(preset: str, steps: int, seed: int, out: str | Path, *, i
     if n_eval:
         recipe.update(recipe_accuracy(run["final_dir"], n_eval=n_eval, image_size=image_size))
     (Path(out) / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
+    if steps >= REPLAY_STEPS:  # the pinned-kernel losses a replay on any machine must give (the test's reference)
+        recipe["replay"] = {"env": REPLAY_ENV, "onednn": False, "steps": REPLAY_STEPS,
+                            "first_losses": replay_first_losses(out)}
+        (Path(out) / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
     return Path(run["final_dir"])
+
+
+if __name__ == "__main__":  # the replay process of `replay_first_losses`
+    print(json.dumps(_replay_here(**json.loads(sys.argv[1]))))
