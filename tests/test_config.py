@@ -88,3 +88,33 @@ def test_notebooks_are_committed_without_outputs():
     for nb in config.list_notebooks():
         cells = json.loads(nb.read_text())["cells"]
         assert not any(c.get("outputs") or c.get("execution_count") for c in cells if c["cell_type"] == "code"), nb.name
+
+
+# Keys a training notebook sets itself from its upstream stages, whatever the profile says.
+SET_BY_NOTEBOOK = {"02_sft": {"model_name_or_path", "sft_data_path", "output_dir"},
+                   "04_hae_dpo": {"model_name_or_path", "dpo_ref_model", "preference_data_path", "dpo_variant",
+                                  "output_dir", "learning_rate", "chosen_nll_weight", "seed"}}
+
+
+def _stage_specs():
+    from editcaption.train import hae_dpo, sft
+
+    return {"02_sft": (sft.SFT_KEYS, sft.PREFIX), "04_hae_dpo": (hae_dpo.DPO_KEYS, hae_dpo.PREFIX)}
+
+
+@pytest.mark.parametrize("name", PROFILES)
+@pytest.mark.parametrize("stage", ["02_sft", "04_hae_dpo"])
+def test_every_profile_key_a_training_stage_reads_reaches_its_trainer(name, stage):
+    """The runner passes a notebook only the keys its parameters cell declares, and the notebook hands the
+    stage only those: a profile key the stage reads but the notebook does not declare would silently train
+    with the stage's default (as freeze_vision_tower once did for DPO)."""
+    spec, prefix = _stage_specs()[stage]
+    notebook = next(nb for nb in config.list_notebooks() if nb.stem == stage)
+    declared = set(config.notebook_parameters(notebook))
+    values = config.load_profile(name)
+    lost = []
+    for key in values:
+        stage_key = key[len(prefix):] if key.startswith(prefix) and key[len(prefix):] in spec else key
+        if stage_key in spec and stage_key not in SET_BY_NOTEBOOK[stage] and key not in declared:
+            lost.append(key)
+    assert not lost, f"{name}.yaml sets {lost}, which {stage} reads but {notebook.name} does not declare"

@@ -16,28 +16,34 @@ def test_smoke_01_to_04_builds_preferences_trains_variants_and_scores(tmp_path):
     prefs_stage, dpo_stage = tmp_path / "nb04" / "03_preference_data", tmp_path / "nb04" / "04_hae_dpo"
 
     prefs = json.loads((prefs_stage / "metrics.json").read_text())
-    counts = prefs["counts"]
+    counts, tagging = prefs["counts"], prefs["tagging"]
     assert prefs["rejected_source"] == "simulated-teacher" and counts["candidate_pairs"] == 96
-    assert counts["n_candidates"] == counts["n_rejected"] + counts["n_clean"] + counts["n_other_dropped"] + counts[
-        "n_off_topic_dropped"] + counts["n_empty"]
-    assert counts["corrected"] == counts["n_rejected"] and prefs["correction"]["annotator"] == "simulated"
+    assert tagging["n_pairs"] == tagging["n_rejected"] + tagging["n_clean"] + tagging["n_other_dropped"] + tagging[
+        "n_off_topic_dropped"] + tagging["n_empty"] == 96
+    assert counts["corrected"] == counts["rejected"] == tagging["n_rejected"] and prefs["correction"]["annotator"] == "simulated"
+    assert prefs["chosen"]["chosen_sources"].get("correction", 0) >= 0.9 * counts["corrected"]  # minimal corrections
+    assert prefs["chosen"]["by_source"]["correction"]["median"] <= 6 and prefs["mining"]["n_samples"] == 0
     assert counts["preference_rows"] == counts["balanced"] > 0 and set(prefs["shortfall"].values()) == {0}
     assert set(prefs["achieved_mix"]) == set(MODES) and sum(prefs["severity_counts"].values()) == counts["balanced"]
     rows, skipped = load_preferences(prefs["preference_data_path"])
     assert len(rows) == counts["preference_rows"] and not skipped
-    assert (prefs_stage / "mode_severity.png").exists() and (prefs_stage / "examples.png").exists()
+    for figure in ("mode_severity", "examples", "pass_rates", "edit_distances"):
+        assert (prefs_stage / f"{figure}.png").exists(), figure
 
     dpo = json.loads((dpo_stage / "metrics.json").read_text())
-    assert dpo["variants"] == ["dpo", "hae"] and set(dpo["results"]) == {"dpo", "hae"}
+    assert dpo["variants"] == ["dpo", "hae"] and set(dpo["runs"]) == {"dpo", "hae"} and dpo["seeds"] == [0]
     for variant in ("dpo", "hae"):
-        assert dpo["train"][variant]["global_step"] == 4 and dpo["train"][variant]["dpo_variant"] == variant
-        assert dpo["train"][variant]["reference_model"] == dpo["sft_model"]
-        assert dpo["train_wall_seconds"][variant] > 0
-        assert dpo["final_rewards"][variant]["rewards/accuracies"] is not None
-        assert dpo["results"][variant]["n"] == 16 and set(dpo["results"][variant]["failure_rates"]) == set(MODES)
+        train = dpo["train"][variant]
+        assert train["global_step"] == 4 and train["dpo_variant"] == variant and train["reference_model"] == dpo["sft_model"]
+        assert dpo["runs"][variant]["seconds"] > 0 and dpo["final_rewards"][variant]["rewards/accuracies"] is not None
         assert (dpo_stage / variant / "final" / "config.json").exists()
         assert "accelerate.commands.launch" in (dpo_stage / variant / "train.log").read_text().splitlines()[0]
     assert dpo["final_rewards"]["dpo"]["hae/margin_mean"] == 0 and dpo["final_rewards"]["hae"]["hae/margin_mean"] > 0
-    assert dpo["table4"]["SFT"]["Δ S"] == 0 and dpo["margins"]["n"] == counts["preference_rows"]
-    for figure in ("margin_distributions", "margin_terms", "reward_margins", "logged_margins", "table4"):
+    assert dpo["margins"]["n"] == counts["preference_rows"] and dpo["budget"]["learning_rate"] == 1e-4
+    rates = {(r["model"], r["subset"], r["measure"]) for r in dpo["validation_rates"]}
+    assert {(m, s, "p0") for m in ("SFT", "dpo", "hae") for s in (*MODES, "all")} <= rates
+    assert {(c["a"], c["b"]) for c in dpo["validation_comparisons"]} == {("SFT", "dpo"), ("SFT", "hae"), ("dpo", "hae")}
+    assert "**dpo vs SFT**" in dpo["conclusion"] and "log p(chosen)" in dpo["conclusion"]
+    for figure in ("margin_distributions", "margin_terms", "hardness", "training_curves", "logged_margins",
+                   "validation_rates"):
         assert (dpo_stage / f"{figure}.png").exists(), figure

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from editcaption import annotation
-from editcaption.data import construct, preference
+from editcaption.data import construct, mining, preference
+from editcaption.eval.judges import RuleJudge
 from editcaption.data.synthetic import generate_pairs
 from editcaption.records import PREFERENCE_FEATURES, make_change
 from editcaption.train.hae_dpo import load_preferences
@@ -25,7 +26,8 @@ def test_tagging_keeps_mode_errors_and_counts_the_rest():
     assert tagging.rejected == {"b": ("orientation", "P0"), "g": ("detail", "P0")}
     assert (tagging.clean, tagging.off_topic, tagging.empty, tagging.other) == (["a"], ["c", "e"], ["d"], ["f"])
     summary = tagging.summary()
-    assert summary["n_candidates"] == 7 and summary["n_rejected"] == 2 and summary["n_other_dropped"] == 1
+    assert summary["n_pairs"] == 7 and summary["n_rejected"] == 2 and summary["n_other_dropped"] == 1
+    assert tagging.texts == {"b": texts[1], "g": texts[6]} and set(tagging.origin.values()) == {"greedy"}
 
 
 def test_balance_largest_exact_mix_and_shortfall():
@@ -48,30 +50,49 @@ def test_balance_largest_exact_mix_and_shortfall():
             preference.balance(labels, bad)
 
 
+def test_balance_over_the_modes_that_exist_never_pads():
+    labels = {f"v{i}": "viewpoint" for i in range(30)} | {f"d{i}": "detail" for i in range(40)} | {"o0": "orientation"}
+    strict = preference.balance(labels, preference.PAPER_MIX, seed=0)  # one orientation row limits the exact mix
+    assert len(strict.selected) == 2
+    existing = preference.balance(labels, preference.PAPER_MIX, seed=0, min_mode_rows=5)
+    # N = min(30/.315, 40/.343) = 95 -> quotas 32, 30, 33: orientation keeps its one row, short by 31; nothing padded
+    assert existing.target == {"orientation": 32, "viewpoint": 30, "detail": 33}
+    assert existing.taken == {"orientation": 1, "viewpoint": 30, "detail": 33}
+    assert existing.shortfall == {"orientation": 31, "viewpoint": 0, "detail": 0} and len(existing.selected) == 64
+    with pytest.raises(ValueError, match="no failure mode"):
+        preference.balance({"o0": "orientation"}, preference.PAPER_MIX, min_mode_rows=5)
+
+
 @pytest.fixture(scope="module")
 def corrected(tmp_path_factory):
     """24 fresh pairs with SIMULATED-teacher candidates, tagged, sent through the correction sheet."""
     root = tmp_path_factory.mktemp("pref")
     test = generate_pairs(4, seed=5, progress=False)
     pairs, _ = preference.candidate_pairs(24, seed=5, exclude={"test": test})
-    backend = preference.candidate_backend("simulated-teacher", seed=5)
-    candidates = construct.caption_pairs(pairs, backend)
+    written, _ = preference.write_candidates("simulated-teacher", pairs, seed=5)
+    candidates = {pid: texts[0] for pid, texts in written.items()}
     tagging = preference.tag_candidates(pairs, candidates)
     sheet = preference.export_correction_sheet(pairs, candidates, list(tagging.rejected), root / "correction")
-    filled = preference.filled_correction_sheet(sheet, truth=preference.correction_truth(pairs, tagging),
+    chosen = preference.simulated_chosen(pairs, tagging)
+    filled = preference.filled_correction_sheet(sheet, truth=preference.correction_truth(chosen, tagging),
                                                 residual_error_rate=0.0, seed=5)
     corrections = preference.import_corrections(sheet, filled, store_dir=root / "annotations")
     return root, pairs, candidates, tagging, sheet, corrections
 
 
-def test_correction_round_trip_carries_reference_and_judge_labels(corrected):
+def test_correction_round_trip_carries_corrections_and_judge_labels(corrected):
     root, pairs, candidates, tagging, sheet, corrections = corrected
     assert len(tagging.rejected) >= 6
-    reference = dict(zip(pairs["id"], pairs["instruction"]))
+    chosen = preference.simulated_chosen(pairs, tagging)
+    changes = dict(zip(pairs["id"], pairs["changes"]))
     assert set(corrections.rows) == set(tagging.rejected) and corrections.annotator == "simulated"
     for pid, row in corrections.rows.items():
-        assert row["corrected_instruction"] == reference[pid] and row["rejected_instruction"] == candidates[pid]
+        assert row["corrected_instruction"] == chosen[pid].text != candidates[pid] == row["rejected_instruction"]
         assert (row["error_type"], row["severity"]) == tagging.rejected[pid]
+        assert chosen[pid].source == "correction" and not RuleJudge().score(changes[pid], chosen[pid].text)["errors"]
+    provenance = preference.chosen_provenance(corrections, tagging, chosen)
+    assert set(provenance["chosen_source"]) == {"correction"} and (provenance["edit_distance"] > 0).all()
+    assert preference.distance_summary(provenance)["all"]["n"] == len(corrections.rows)
     # the same sheet is reused; a sheet for other rows is refused
     assert preference.export_correction_sheet(pairs, candidates, list(tagging.rejected), sheet) == sheet
     with pytest.raises(Exception, match="other candidates"):
@@ -99,7 +120,7 @@ def test_a_human_file_with_bad_rows_is_imported_row_by_row(corrected, tmp_path):
 
 def test_residual_rate_changes_labels(corrected):
     _, pairs, _, tagging, sheet, _ = corrected
-    truth = preference.correction_truth(pairs, tagging)
+    truth = preference.correction_truth(preference.simulated_chosen(pairs, tagging), tagging)
     rows = annotation.simulated_annotator("correction", annotation.read_sheet(sheet / "sheet.jsonl"), truth=truth,
                                           residual_error_rate=1.0, seed=0)
     assert all((r["error_type"], r["severity"]) != truth[r["id"]][1:] for r in rows)
@@ -135,17 +156,18 @@ def tiny_model(tmp_path_factory):
     return str(build_tiny_model("smoke", tmp_path_factory.mktemp("tiny") / "smoke", seed=0))
 
 
-def test_sft_model_candidates_are_tagged_never_invented(tiny_model):
+def test_sft_model_candidates_are_tagged_never_invented(tiny_model, tmp_path):
     pairs = generate_pairs(4, seed=3, progress=False)
-    backend = preference.candidate_backend("sft-model", sft_model=tiny_model, batch_size=4, max_new_tokens=6)
-    candidates = construct.caption_pairs(pairs, backend)
-    tagging = preference.tag_candidates(pairs, candidates)
-    assert tagging.summary()["n_candidates"] == 4  # every candidate is counted in exactly one bucket
-    assert all(candidates[pid].strip() for pid in tagging.rejected)
+    written, stats = preference.write_candidates("sft-model", pairs, sft_model=tiny_model, k=2, seed=1, batch_size=4,
+                                                 max_new_tokens=6, cache_dir=tmp_path)
+    assert all(len(texts) == 3 for texts in written.values()) and set(stats) == {"greedy", "samples"}
+    tagging = preference.tagging_of(mining.mine(pairs, written))
+    assert tagging.summary()["n_pairs"] == 4  # every pair is counted in exactly one bucket
+    assert all(tagging.texts[pid].strip() in [t.strip() for t in written[pid]] for pid in tagging.rejected)
     with pytest.raises(ValueError, match="needs the SFT model"):
-        preference.candidate_backend("sft-model")
+        preference.write_candidates("sft-model", pairs)
     with pytest.raises(ValueError, match="not one of"):
-        preference.candidate_backend("gpt")
+        preference.write_candidates("gpt", pairs)
 
 
 def test_reference_margins_follow_eq3(corrected, tiny_model, tmp_path):
@@ -161,7 +183,7 @@ def test_reference_margins_follow_eq3(corrected, tiny_model, tmp_path):
     assert margins["margin"].tolist() == pytest.approx((2.0 * margins["st_term"] + 0.5 * margins["h_term"]).tolist())
 
 
-def test_variants_rewards_and_table4():
+def test_variants_and_rewards():
     assert preference.parse_variants(" dpo, hae ") == ["dpo", "hae"]
     for bad in ("", "dpo,dpo", "dpo,ipo"):
         with pytest.raises(ValueError, match="dpo_variants"):
@@ -169,9 +191,3 @@ def test_variants_rewards_and_table4():
     history = [{"step": 1, "rewards/margins": 0.1, "loss": 0.7}, {"step": 2, "rewards/margins": 0.3}, {"train_loss": 1}]
     summary = preference.reward_summary(history)
     assert summary["rewards/margins"] == 0.3 and summary["loss"] == 0.7 and summary["rewards/accuracies"] is None
-    result = {"n": 2, "S": 2.0, "S_ci": [1.5, 2.5], "Acc": 3, "Comp": 2, "Clar": 1, "p0_rate": 0.5,
-              "failure_rates": {"orientation": 0.5, "viewpoint": 0.25, "detail": 0.0}}
-    table = preference.table4({"SFT": result, "hae": {**result, "S": 2.5, "failure_rates": {
-        "orientation": 0.0, "viewpoint": 0.25, "detail": 0.0}}})
-    assert table.loc["hae", "Δ S"] == 0.5 and table.loc["hae", "Δ orientation err"] == -0.5
-    assert table.loc["SFT", "Δ S"] == 0.0

@@ -341,3 +341,27 @@ def test_generator_reference_instructions_score_five():
                 result = JUDGE.score(r["changes"], text)
                 assert (result["error_type"], result["severity"]) == ("orientation", "P0"), text
     assert swapped > 0
+
+
+@pytest.mark.parametrize("changes, text, expected", [
+    ([make_change("move", "red star", "position", direction="left")], "Move the red star.", "orientation"),
+    ([make_change("add", "blue circle", "color", "", "blue", "up")], "Add a blue circle.", "orientation"),
+    ([make_change("add", "blue circle", "color", "", "blue", "up")], "Add a circle at the top.", "detail"),
+    ([make_change("mirror", "image", "orientation", direction="horizontal")], "Flip the whole image.", "viewpoint"),
+    ([make_change("tone", "image", "brightness", "", "darker", "darker")], "Change the brightness of the image.",
+     "detail"),
+])
+def test_an_omitted_direction_is_an_orientation_error_and_an_omitted_value_a_detail_error(changes, text, expected):
+    result = JUDGE.score(changes, text)
+    assert (result["error_type"], result["severity"]) == (expected, "P0"), result["errors"]
+    assert any(e["reason"].endswith("not stated") for e in result["errors"])
+
+
+def test_clause_spans_cover_the_text_and_carry_the_matched_changes():
+    changes = [make_change("move", "red star", "position", direction="left"),
+               make_change("color", "blue circle", "color", "blue", "green")]
+    text = "Move the red star to the left, and recolor the blue circle green. Also, add a hat."
+    views = JUDGE.clauses(changes, text)
+    pieces = [text[v.start:v.end].strip() for v in views]
+    assert pieces == ["Move the red star to the left", "recolor the blue circle green", "Also", "add a hat"]
+    assert [v.mentions for v in views] == [(0,), (1,), (1,), ()] and [v.unsupported for v in views][-1]

@@ -62,12 +62,13 @@ def test_each_failure_mode_on_a_hand_made_pair():
            make_change("tone", "image", "brightness", "", "darker", "darker", primary=False)]
     mirror = [make_change("mirror", "image", "orientation", direction="horizontal")]
     cases = [(move, "orientation", "orientation"), (add, "detail", "detail"), (mirror, "viewpoint", "viewpoint"),
-             (add, "secondary", "detail"), (move, "vague", "detail")]
+             (add, "secondary", "detail"), (move, "vague", "detail"),
+             (move, "detail", "orientation")]  # a dropped direction is an orientation omission (table 6, item 4)
     for changes, mode, etype in cases:
         for seed in range(5):
             only = {m: float(m == mode) for m in teacher.MODES}
             caption = teacher.simulate_caption(changes, only, random.Random(seed))
-            assert caption.injected == (mode,)
+            assert caption.injected == (mode,) and caption.expected[0][0] == etype
             errors = judge.score(changes, caption.text)["errors"]
             assert (etype, teacher.EXPECTED_TAG[mode][1]) in {(e["type"], e["severity"]) for e in errors}, caption
     caption = teacher.simulate_caption(move, {"orientation": 1.0, "vague": 0.0}, random.Random(0))

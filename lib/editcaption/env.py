@@ -83,3 +83,14 @@ def write_metrics(stage_dir: str | Path, metrics: dict[str, Any]) -> Path:
     path.write_text(json.dumps(_jsonable(metrics), indent=2, sort_keys=True) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def show_markdown(text: str):
+    """Render Markdown in a notebook (IPython's display); the text itself elsewhere."""
+    try:
+        from IPython.display import Markdown, display
+    except ImportError:  # plain Python: print it
+        print(text)
+        return text
+    display(Markdown(text))
+    return text

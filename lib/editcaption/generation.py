@@ -390,10 +390,14 @@ class TransformersBackend(CaptionBackend):
         same folder does not reuse the old one's cached captions."""
         folder = Path(self.model)
         weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")) if folder.is_dir() else []
-        if not weights:
-            return self.model
-        stamp = hashlib.sha1("".join(f"{w.name}:{w.stat().st_size}:{w.stat().st_mtime_ns};" for w in weights).encode())
-        return f"{self.model}@{stamp.hexdigest()[:12]}"
+        identity = self.model
+        if weights:
+            stamp = hashlib.sha1("".join(f"{w.name}:{w.stat().st_size}:{w.stat().st_mtime_ns};" for w in weights).encode())
+            identity = f"{self.model}@{stamp.hexdigest()[:12]}"
+        if self.do_sample:  # sampled captions are reused only under the same sampling settings
+            settings = ",".join(f"{k}={v:g}" for k, v in sorted(self.sampling.items()))
+            identity += f"#sample({settings},seed={self.seed},batch={self.batch_size})"
+        return identity
 
     def _load(self):
         if self._loaded is None:

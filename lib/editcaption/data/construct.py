@@ -348,30 +348,41 @@ def _image_hashes(pairs: datasets.Dataset) -> set[str]:
             for image in raw[column] if image.get("bytes")}
 
 
+def fresh_pairs(n: int, *, generator_seed: int, exclude: Mapping[str, datasets.Dataset], image_size: int = 128,
+                layout: str = "grid", edit_types: str = "", max_objects: int = 0) -> tuple[datasets.Dataset, int]:
+    """n synthetic pairs from `generator_seed` (of the comma-separated `edit_types`, at most `max_objects`
+    objects), none sharing an id or an image with the `exclude` splits; returns them and how many generated
+    pairs were left out for a shared id or image."""
+    from editcaption.data.synthetic import generate_pairs
+
+    taken_ids = {pid for split in exclude.values() for pid in split["id"]}
+    taken_images = set().union(*(_image_hashes(split) for split in exclude.values()))
+    extra = max(4, n // 10)
+    while True:
+        pool = generate_pairs(n + extra, seed=generator_seed, size=image_size, layout=layout, progress=False,
+                              edit_types=parse_edit_types(edit_types), max_objects=max_objects)
+        raw = pool.cast_column("source_image", datasets.Image(decode=False)).cast_column(
+            "target_image", datasets.Image(decode=False))
+        fresh = [i for i, (pid, src, tgt) in enumerate(zip(raw["id"], raw["source_image"], raw["target_image"]))
+                 if pid not in taken_ids and hashlib.sha1(src["bytes"]).hexdigest() not in taken_images
+                 and hashlib.sha1(tgt["bytes"]).hexdigest() not in taken_images]
+        if len(fresh) >= n:
+            break
+        extra *= 2
+    pairs = pool.select(fresh[:n])
+    check_no_overlap({"fresh": pairs, **exclude})
+    return pairs, fresh[n - 1] + 1 - n
+
+
 def build_test_pairs(n: int, *, seed: int, train_pairs: datasets.Dataset, image_size: int = 128,
                      layout: str = "grid", out_dir: str | Path | None = None, edit_types: str = "",
                      max_objects: int = 0) -> datasets.Dataset:
     """n synthetic pairs from the generator seed `seed + TEST_SEED_OFFSET` (their own ids and scenes),
     none sharing an id or an image with `train_pairs`; saved as edit pairs with full GT to `out_dir`."""
-    from editcaption.data.synthetic import generate_pairs
-
     if n < 1:
         raise ValueError(f"n_test_pairs must be >= 1, got {n}")
-    train_ids, train_images = set(train_pairs["id"]), _image_hashes(train_pairs)
-    extra = max(4, n // 10)
-    while True:
-        candidates = generate_pairs(n + extra, seed=seed + TEST_SEED_OFFSET, size=image_size, layout=layout,
-                                    progress=False, edit_types=parse_edit_types(edit_types), max_objects=max_objects)
-        raw = candidates.cast_column("source_image", datasets.Image(decode=False)).cast_column(
-            "target_image", datasets.Image(decode=False))
-        fresh = [i for i, (pid, src, tgt) in enumerate(zip(raw["id"], raw["source_image"], raw["target_image"]))
-                 if pid not in train_ids and hashlib.sha1(src["bytes"]).hexdigest() not in train_images
-                 and hashlib.sha1(tgt["bytes"]).hexdigest() not in train_images]
-        if len(fresh) >= n:
-            break
-        extra *= 2
-    test = candidates.select(fresh[:n])
-    check_no_overlap({"pairs": train_pairs, "test": test})
+    test, _ = fresh_pairs(n, generator_seed=seed + TEST_SEED_OFFSET, exclude={"pairs": train_pairs},
+                          image_size=image_size, layout=layout, edit_types=edit_types, max_objects=max_objects)
     if out_dir is not None:
         records.save_pairs(test, out_dir)
     return test

@@ -1,19 +1,19 @@
-"""The HAE-DPO preference set (paper §3.2 stage 2, §4.2): rejected candidates, human corrections with
-failure-mode and severity labels, balanced across the three failure modes.
+"""The HAE-DPO preference set (paper §3.2 stage 2, §4.2): the SFT model's own failures as rejected answers,
+their corrections as chosen answers, failure-mode and severity labels, balanced across the failure modes.
 
 Each step is one function notebook 03 calls:
-`candidate_pairs` (fresh synthetic pairs, disjoint from the SFT pool and the test split) →
-`candidate_backend` + `construct.caption_pairs` (the SFT model, or the SIMULATED teacher, writes a candidate
-per pair) → `tag_candidates` (the rule judge keeps candidates with an orientation / viewpoint / detail error
-as rejected, with its primary mode and severity) → `export_correction_sheet` → (`simulate_corrections` or a
-person's filled file) → `import_corrections` → `balance` (to the target mix) → `build_preference_set` /
+`candidate_pairs` (fresh synthetic pairs, disjoint from every other split) → `write_candidates` (the SFT
+model's greedy answer and K samples per pair, or the SIMULATED teacher's one caption) → `mining.mine` (the rule
+judge reads every candidate; pass@1 / pass@K per edit type; the rejected answer per pair) → `tagging_of` →
+`export_correction_sheet` → (`simulated_chosen` + `simulate_corrections`, or a person's filled file) →
+`import_corrections` → `chosen_provenance` (where each chosen answer came from, its edit distance to the
+rejected one) → `balance` (over the failure modes that exist) → `build_preference_set` /
 `save_preference_set` (rows of `records.PREFERENCE_FEATURES`, what `hae_dpo.load_preferences` reads).
 Notebook 04 uses `parse_variants`, `reference_margins` (eq. 3 over the set with the reference model) and
 `reward_summary`.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 from collections import Counter
@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import datasets
+import pandas as pd
 
 from editcaption import annotation, records
-from editcaption.data import construct
+from editcaption.data import construct, correction, mining
 
 PREFERENCE_SEED_OFFSET = 2_000_000  # the candidate pool's generator seed is seed + this (the test split: + 1_000_000)
 REJECTED_SOURCES = ("sft-model", "simulated-teacher")
@@ -34,53 +35,42 @@ PAPER_MIX = {"orientation": 0.342, "viewpoint": 0.315, "detail": 0.343}  # §4.2
 
 # ---------------------------------------------------------------------------------- 1 · candidates
 
-def _image_digests(pairs: datasets.Dataset) -> list[tuple[str, str]]:
-    raw = pairs.select_columns(["source_image", "target_image"]).cast_column(
-        "source_image", datasets.Image(decode=False)).cast_column("target_image", datasets.Image(decode=False))
-    return [(hashlib.sha1(s["bytes"]).hexdigest(), hashlib.sha1(t["bytes"]).hexdigest())
-            for s, t in zip(raw["source_image"], raw["target_image"])]
-
-
 def candidate_pairs(n: int, *, seed: int, exclude: Mapping[str, datasets.Dataset], image_size: int = 128,
                     layout: str = "grid", out_dir: str | Path | None = None, edit_types: str = "",
                     max_objects: int = 0) -> tuple[datasets.Dataset, int]:
     """n synthetic pairs (in notebook 01's world: `edit_types`, `max_objects`) from the generator seed
-    `seed + PREFERENCE_SEED_OFFSET`, none sharing an id or an
-    image with the `exclude` splits (the SFT pool, the test split); returns them and how many generated pairs
-    were left out for a shared image. Saved as edit pairs to `out_dir`."""
-    from editcaption.data.construct import parse_edit_types
-    from editcaption.data.synthetic import generate_pairs
-
+    `seed + PREFERENCE_SEED_OFFSET`, none sharing an id or an image with the `exclude` splits (the SFT pool,
+    the test split, the targeted subsets); returns them and how many generated pairs were left out for a
+    shared image. Saved as edit pairs to `out_dir`."""
     if n < 1:
         raise ValueError(f"n_candidate_pairs must be >= 1, got {n}")
-    taken_ids = {pid for split in exclude.values() for pid in split["id"]}
-    taken_images = {d for split in exclude.values() for pair in _image_digests(split) for d in pair}
-    extra = max(4, n // 10)
-    while True:
-        pool = generate_pairs(n + extra, seed=seed + PREFERENCE_SEED_OFFSET, size=image_size, layout=layout,
-                              progress=False, edit_types=parse_edit_types(edit_types), max_objects=max_objects)
-        fresh = [i for i, (pid, images) in enumerate(zip(pool["id"], _image_digests(pool)))
-                 if pid not in taken_ids and taken_images.isdisjoint(images)]
-        if len(fresh) >= n:
-            break
-        extra *= 2
-    pairs = pool.select(fresh[:n])
-    construct.check_no_overlap({"candidates": pairs, **exclude})
+    pairs, n_left_out = construct.fresh_pairs(n, generator_seed=seed + PREFERENCE_SEED_OFFSET, exclude=exclude,
+                                              image_size=image_size, layout=layout, edit_types=edit_types,
+                                              max_objects=max_objects)
     if out_dir is not None:
         records.save_pairs(pairs, out_dir)
-    return pairs, fresh[n - 1] + 1 - n
+    return pairs, n_left_out
 
 
-def candidate_backend(rejected_source: str, *, sft_model: str = "", seed: int = 0, batch_size: int = 8,
-                      max_new_tokens: int = 48, teacher_rates: Mapping[str, float] | None = None):
-    """What writes the candidates: the SFT model (transformers backend, greedy) or the SIMULATED teacher."""
+def write_candidates(rejected_source: str, pairs: datasets.Dataset, *, sft_model: str = "", k: int = 0,
+                     temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 16,
+                     max_new_tokens: int = 48, teacher_rates: Mapping[str, float] | None = None,
+                     cache_dir: str | Path | None = None) -> tuple[dict[str, list[str]], dict]:
+    """id -> candidates and the generation stats: the SFT model's greedy answer and `k` samples
+    (`mining.sample_candidates`, as the paper mines the trained model's failures), or the SIMULATED teacher's
+    one caption per pair. Cached under `cache_dir`."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else None
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
     if rejected_source == "sft-model":
         if not sft_model:
             raise ValueError("rejected_source 'sft-model' needs the SFT model (run notebook 02 or set sft_model_path)")
-        return construct.caption_backend("transformers", seed=seed, model_name_or_path=sft_model,
-                                         batch_size=batch_size, max_new_tokens=max_new_tokens)
+        return mining.sample_candidates(pairs, sft_model, k=k, temperature=temperature, top_p=top_p, seed=seed,
+                                        batch_size=batch_size, max_new_tokens=max_new_tokens, cache_dir=cache_dir)
     if rejected_source == "simulated-teacher":
-        return construct.caption_backend("simulated-teacher", seed=seed, teacher_rates=teacher_rates)
+        backend = construct.caption_backend("simulated-teacher", seed=seed, teacher_rates=teacher_rates)
+        texts = construct.caption_pairs(pairs, backend, cache_path=cache_dir / "teacher.jsonl" if cache_dir else None)
+        return {pid: [text] for pid, text in texts.items()}, {"teacher": construct.caption_summary(backend)}
     raise ValueError(f"rejected_source {rejected_source!r} is not one of {REJECTED_SOURCES}")
 
 
@@ -88,50 +78,51 @@ def candidate_backend(rejected_source: str, *, sft_model: str = "", seed: int = 
 
 @dataclass
 class Tagging:
-    """The rule judge's verdict on every candidate: rejected ones with their primary mode and severity."""
+    """One verdict per pair: the rejected ones with their primary mode and severity, and what the rest were."""
 
-    rejected: dict[str, tuple[str, str]]  # id -> (error_type, severity) of the worst error
-    clean: list[str]  # no error found: not a rejected answer
+    rejected: dict[str, tuple[str, str]]  # id -> (error_type, severity) of the rejected answer's worst error
+    clean: list[str]  # no rejected answer, some candidate without error
     other: list[str]  # worst error is "other" (content no change supports): dropped
     off_topic: list[str]  # names no change at all (e.g. an untrained model's "."): no failure mode to learn
     empty: list[str]  # no text (a failed or empty generation)
     reasons: dict[str, list[str]] = field(default_factory=dict)  # id -> the judge's reasons, worst first
+    texts: dict[str, str] = field(default_factory=dict)  # id -> the rejected answer
+    origin: dict[str, str] = field(default_factory=dict)  # id -> which candidate it was (greedy, sample j)
 
     def summary(self) -> dict:
         n = len(self.rejected) + len(self.clean) + len(self.other) + len(self.off_topic) + len(self.empty)
-        return {"n_candidates": n, "n_empty": len(self.empty), "n_clean": len(self.clean),
+        return {"n_pairs": n, "n_empty": len(self.empty), "n_clean": len(self.clean),
                 "n_other_dropped": len(self.other), "n_off_topic_dropped": len(self.off_topic),
                 "n_rejected": len(self.rejected),
+                "rejected_from": dict(Counter("greedy" if o == mining.GREEDY else "sample" for o in self.origin.values())),
                 "rejected_modes": dict(Counter(t for t, _ in self.rejected.values())),
                 "rejected_severities": dict(Counter(s for _, s in self.rejected.values()))}
 
 
-def tag_candidates(pairs: datasets.Dataset, candidates: Mapping[str, str]) -> Tagging:
-    """Score each candidate with the rule judge; one whose worst error is orientation, viewpoint or detail
-    becomes a rejected answer labelled with that error's type and severity. Candidates without error, with
-    "other" as their worst error, naming no change at all (every failure-mode error an omission), or empty
-    are counted and left out."""
-    from editcaption.eval.judges import RuleJudge
-
-    judge = RuleJudge()
+def tagging_of(mined: mining.Mining) -> Tagging:
+    """Per pair: its rejected answer (`Mining.rejected`: the greedy one when it fails, else the first failing
+    sample) with the judge's labels, or the kind of pair it is without one."""
     tagging = Tagging({}, [], [], [], [])
-    for pid, changes in zip(pairs["id"], pairs["changes"]):
-        text = candidates.get(pid, "")
-        if not text.strip():
-            tagging.empty.append(pid)
-            continue
-        result = judge.score(changes, text)
-        if not result["errors"]:
-            tagging.clean.append(pid)
-        elif not result["hits"] and all(e["reason"].endswith(" not described") for e in result["errors"]
-                                        if e["type"] in MODES):
-            tagging.off_topic.append(pid)
-        elif result["error_type"] not in MODES:
-            tagging.other.append(pid)
+    picked = mined.rejected()
+    for pid in mined.ids:
+        if pid in picked:
+            verdict = mined.verdicts[pid][picked[pid]]
+            tagging.rejected[pid] = (verdict.error_type, verdict.severity)
+            tagging.reasons[pid] = list(verdict.reasons)
+            tagging.texts[pid] = mined.candidates[pid][picked[pid]]
+            tagging.origin[pid] = mined.name(picked[pid])
         else:
-            tagging.rejected[pid] = (result["error_type"], result["severity"])
-            tagging.reasons[pid] = [f"{e['type']} {e['severity']}: {e['reason']}" for e in result["errors"]]
+            {"clean": tagging.clean, "other": tagging.other, "off_topic": tagging.off_topic,
+             "empty": tagging.empty}[mined.pair_kind(pid)].append(pid)
     return tagging
+
+
+def tag_candidates(pairs: datasets.Dataset, candidates: Mapping[str, str]) -> Tagging:
+    """`tagging_of` for one candidate per pair: a candidate whose worst error is orientation, viewpoint or
+    detail becomes a rejected answer labelled with that error's type and severity. Candidates without error,
+    with "other" as their worst error, naming no change at all (every failure-mode error an omission), or
+    empty are counted and left out."""
+    return tagging_of(mining.mine(pairs, {pid: [text] for pid, text in candidates.items()}))
 
 
 # ------------------------------------------------------------------------------- 3 · corrections
@@ -179,15 +170,24 @@ def filled_correction_sheet(sheet_dir: str | Path, import_path: str = "", *, tru
     return construct.FilledSheet(path, construct.SIMULATED_ANNOTATOR)
 
 
-def correction_truth(pairs: datasets.Dataset, tagging: Tagging) -> dict[str, tuple[str, str, str]]:
-    """What the simulated annotator writes: the pair's reference instruction as the correction, and the
-    judge's error type and severity as the labels."""
-    reference = dict(zip(pairs["id"], pairs["instruction"]))
-    missing = [pid for pid in tagging.rejected if not reference.get(pid, "").strip()]
+def simulated_chosen(pairs: datasets.Dataset, tagging: Tagging,
+                     mined: mining.Mining | None = None) -> dict[str, correction.ChosenAnswer]:
+    """What the SIMULATED annotator writes as the chosen answer of each rejected one: the corrector's minimal
+    correction, else a clean candidate of the same pair, else the pair's reference instruction
+    (`correction.choose_answers`)."""
+    meta = pairs.select_columns(["id", "changes", "instruction"])
+    return correction.choose_answers(dict(zip(meta["id"], meta["changes"])), tagging.texts,
+                                     mined.clean_alternatives() if mined is not None else {},
+                                     dict(zip(meta["id"], meta["instruction"])))
+
+
+def correction_truth(chosen: Mapping[str, correction.ChosenAnswer], tagging: Tagging) -> dict[str, tuple[str, str, str]]:
+    """The simulated annotator's sheet: id -> (chosen answer, the judge's error type, severity)."""
+    missing = sorted(set(tagging.rejected) - set(chosen))
     if missing:
-        raise records.RecordError(f"no reference instruction to simulate the correction of {len(missing)} pairs; "
-                                  "set correction_import_path to a filled sheet", row=missing[0], field="instruction")
-    return {pid: (reference[pid], *labels) for pid, labels in tagging.rejected.items()}
+        raise records.RecordError(f"no chosen answer for {len(missing)} rejected candidates", row=missing[0],
+                                  field="corrected_instruction")
+    return {pid: (chosen[pid].text, *labels) for pid, labels in tagging.rejected.items()}
 
 
 @dataclass
@@ -224,6 +224,35 @@ def import_corrections(sheet_dir: str | Path, filled: construct.FilledSheet, *, 
                        sorted(set(exported) - set(rows)), [str(e) for e in result.errors])
 
 
+def chosen_provenance(corrections: Corrections, tagging: Tagging,
+                      chosen: Mapping[str, correction.ChosenAnswer]) -> pd.DataFrame:
+    """One row per corrected pair: its labels, which candidate was rejected, where the chosen answer came from
+    (the simulated annotator's `correction` / `clean-sample` / `reference`, or `human` for a person's text) and
+    the token edit distance between chosen and rejected."""
+    rows = []
+    for pid, row in sorted(corrections.rows.items()):
+        simulated = chosen.get(pid)
+        source = simulated.source if simulated is not None and simulated.text == row["corrected_instruction"] else "human"
+        rows.append({"id": pid, "error_type": row["error_type"], "severity": row["severity"],
+                     "rejected_from": tagging.origin.get(pid, ""), "chosen_source": source,
+                     "edit_distance": correction.token_edit_distance(row["rejected_instruction"],
+                                                                     row["corrected_instruction"])})
+    return pd.DataFrame(rows, columns=["id", "error_type", "severity", "rejected_from", "chosen_source", "edit_distance"])
+
+
+def distance_summary(provenance: pd.DataFrame) -> dict:
+    """Chosen answers per source, and the edit distance's distribution (overall and per source and mode)."""
+    def describe(values: pd.Series) -> dict:
+        return {"n": int(len(values)), "mean": float(values.mean()), "median": float(values.median()),
+                "p90": float(values.quantile(0.9)), "max": int(values.max())} if len(values) else {"n": 0}
+
+    distances = provenance["edit_distance"]
+    return {"chosen_sources": provenance["chosen_source"].value_counts().to_dict(), "all": describe(distances),
+            "by_source": {k: describe(g["edit_distance"]) for k, g in provenance.groupby("chosen_source")},
+            "by_mode": {k: describe(g["edit_distance"]) for k, g in provenance.groupby("error_type")},
+            "histogram": {int(k): int(v) for k, v in distances.value_counts().sort_index().items()}}
+
+
 # -------------------------------------------------------------------------------------- 4 · mix
 
 @dataclass
@@ -256,21 +285,29 @@ def _quotas(n: int, shares: Mapping[str, float]) -> dict[str, int]:
     return quotas
 
 
-def balance(labels: Mapping[str, str], mix: Mapping[str, float], *, n_total: int = 0, seed: int = 0) -> Balance:
-    """Pick rows per failure mode so the set follows `mix` (shares, normalised). n_total = 0 takes the largest
-    set whose quotas every mode can fill; n_total > 0 aims at that many rows and reports each mode's
-    shortfall (never filled from another mode). Rows are drawn by `seed`; ids come back sorted."""
+def balance(labels: Mapping[str, str], mix: Mapping[str, float], *, n_total: int = 0, seed: int = 0,
+            min_mode_rows: int = 1) -> Balance:
+    """Pick rows per failure mode so the set follows `mix` (shares, normalised) over the modes that exist:
+    a mode with fewer than `min_mode_rows` rows keeps all it has and does not limit the others. n_total = 0
+    takes the largest set whose quotas every existing mode can fill; n_total > 0 aims at that many rows. Each
+    mode's shortfall against its quota is reported; no mode is topped up from another. Rows are drawn by
+    `seed`; ids come back sorted."""
     unknown = sorted(set(mix) - set(MODES))
     if unknown or any(v < 0 or not math.isfinite(v) for v in mix.values()) or sum(mix.values()) <= 0:
         raise ValueError(f"mix must give non-negative shares of {MODES} with a positive sum, got {dict(mix)}")
     if n_total < 0:
         raise ValueError(f"n_preference must be >= 0, got {n_total}")
+    if min_mode_rows < 1:
+        raise ValueError(f"min_mode_rows must be >= 1, got {min_mode_rows}")
     total = sum(mix.values())
     shares = {m: mix.get(m, 0.0) / total for m in MODES}
     by_mode = {m: sorted(pid for pid, t in labels.items() if t == m) for m in MODES}
     available = {m: len(ids) for m, ids in by_mode.items()}
+    existing = [m for m in MODES if shares[m] > 0 and available[m] >= min_mode_rows]
     if not n_total:
-        n_total = min(math.floor(available[m] / s + 1e-9) for m, s in shares.items() if s > 0)
+        if not existing:
+            raise ValueError(f"no failure mode has {min_mode_rows} or more rejected rows (available: {available})")
+        n_total = min(math.floor(available[m] / shares[m] + 1e-9) for m in existing)
     target = _quotas(n_total, shares)
     taken = {m: min(target[m], available[m]) for m in MODES}
     rng = random.Random(seed)
@@ -409,13 +446,15 @@ def upstream_sft_model(sft_model_path: str, run_name: str, output_root: str | Pa
     return _check_source(json.loads(metrics.read_text(encoding="utf-8"))["sft_model"])
 
 
-def table4(results: Mapping[str, dict], baseline: str = "SFT"):
-    """Table 4's shape: per model S (95 % CI), Acc, Comp, Clar, P0 and failure-mode rates, and the change of S
-    and of each failure rate against `baseline`."""
-    from editcaption.eval.summary import comparison_table
+def upstream_splits(run_name: str, output_root: str | Path = "outputs") -> dict[str, datasets.Dataset]:
+    """Every split notebook 01 wrote for this run (the SFT pool, the test split, each targeted subset): what a
+    fresh candidate pool must share no id and no image with."""
+    from editcaption import paths
 
-    table = comparison_table(dict(results))
-    changes = [c for c in table.columns if c == "S" or c.endswith(" err")]
-    for column in changes:
-        table[f"Δ {column}"] = (table[column] - table.loc[baseline, column]).round(3)
-    return table
+    splits = {"sft pool": records.load_pairs(paths.upstream("", run_name, "01_dataset_construction", "pairs", output_root)),
+              "test": records.load_pairs(paths.upstream("", run_name, "01_dataset_construction", "test_pairs",
+                                                        output_root))}
+    targeted = paths.stage_dir(run_name, "01_dataset_construction", output_root) / "targeted"
+    for folder in sorted(p for p in targeted.glob("*/*") if p.is_dir()):
+        splits[f"targeted {folder.parent.name} {folder.name}"] = records.load_pairs(folder)
+    return splits

@@ -754,8 +754,9 @@ def _named(color: str, obj: str) -> str:
     return obj if not color or color in obj.split() else f"{color} {obj}"
 
 
-def _clause(change: dict, rng: random.Random) -> str:
-    """One imperative clause (lower-case, no final stop) for a change."""
+def clause_options(change: dict) -> list[str]:
+    """Every wording of the imperative clause for a change (lower-case, no final stop), in a fixed order:
+    the reference instruction picks one; the simulated corrector picks the one closest to a model's text."""
     op, obj, attr = change["op"], change["object"], change["attribute"]
     before, after, direction = change["before"], change["after"], change["direction"]
     if op == "add":
@@ -817,7 +818,12 @@ def _clause(change: dict, rng: random.Random) -> str:
         options = [f"change the {attr} of the {obj} from {before} to {after}"]
     else:
         options = [f"change the {attr} of the {obj} to {after}"]
-    return rng.choice(options)
+    return options
+
+
+def _clause(change: dict, rng: random.Random) -> str:
+    """One imperative clause for a change, its wording drawn by `rng`."""
+    return rng.choice(clause_options(change))
 
 
 def _join(parts: list[str]) -> str:

@@ -9,7 +9,9 @@ the failure modes the paper measured in open VLMs (§1, §4.2):
 - viewpoint: a primary mirror / rotation / zoom is left out, reversed (horizontal↔vertical, in↔out),
   or described as an edit of one object ("move the blue star to the right" for a mirror);
 - detail: one primary change loses its fine-grained value (the colour of an added, removed or new
-  object; the new colour, texture, style, word, size, brightness or direction of the others);
+  object; the new colour, texture, style, word, size, brightness or direction of the others); the
+  judge types a dropped left/right/up/down direction as an orientation error (table 6, item 4), and
+  the caption's `expected` tags say so;
 - secondary: a secondary change (a brightness shift, a small recolouring) is left out;
 - vague: a clause with forbidden terms ("slightly adjust ...") is added.
 
@@ -43,6 +45,7 @@ CRITICAL_MODES = frozenset(m for m, (_, severity) in EXPECTED_TAG.items() if sev
 DEFAULT_RATES = {"orientation": 0.5, "viewpoint": 0.6, "detail": 0.32, "secondary": 0.5, "vague": 0.1}
 
 ORIENTED_OPS = ("move", "add", "motion", "rotate")  # ops whose direction an orientation error reverses
+_DIRECTION_DROPS = ("move", "motion")  # ops whose dropped "value" is a spatial direction (an orientation omission)
 _SPATIAL_OR_TURN = ("left", "right", "up", "down", "clockwise", "counterclockwise")
 # vague clauses hold only words the judge knows and no image-wide word (they must not undo a
 # "rotation described as an object edit"); they go before the other extra clauses.
@@ -57,6 +60,7 @@ class TeacherCaption:
     eligible: tuple[str, ...]
     injected: tuple[str, ...]
     details: tuple[str, ...] = field(default=())  # one line per injected error: what was changed
+    expected: tuple[tuple[str, str], ...] = field(default=())  # per injected error: the judge's (type, severity)
 
 
 def check_rates(rates: Mapping[str, float]) -> dict[str, float]:
@@ -157,7 +161,7 @@ def simulate_caption(changes: Iterable[Mapping[str, Any]], rates: Mapping[str, f
     out: list[dict | None] = list(changes)  # None: left out
     touched: set[int] = set()
     extra: list[str] = []
-    eligible, injected, details = [], [], []
+    eligible, injected, details, expected = [], [], [], []
 
     def candidates(keep) -> list[int]:
         return [i for i, c in enumerate(changes) if i not in touched and keep(c)]
@@ -175,10 +179,13 @@ def simulate_caption(changes: Iterable[Mapping[str, Any]], rates: Mapping[str, f
         if mode == "vague":
             extra.insert(0, rng.choice(_VAGUE_CLAUSES))
             details.append("vague wording added")
+            expected.append(EXPECTED_TAG[mode])
             continue
         i = rng.choice(pool)
         touched.add(i)
         change = changes[i]
+        dropped_direction = mode == "detail" and change["op"] in _DIRECTION_DROPS
+        expected.append(("orientation", "P0") if dropped_direction else EXPECTED_TAG[mode])
         if mode == "viewpoint":
             out[i], clause, what = _viewpoint_error(rng, change, changes)
             extra += [clause] if clause else []
@@ -198,7 +205,7 @@ def simulate_caption(changes: Iterable[Mapping[str, Any]], rates: Mapping[str, f
             what = f"secondary {change['op']} {change['object']} left out"
         details.append(f"{mode}: {what}")
     return TeacherCaption(_assemble([c for c in out if c is not None], extra, rng), tuple(eligible),
-                          tuple(injected), tuple(details))
+                          tuple(injected), tuple(details), tuple(expected))
 
 
 def _assemble(kept: list[dict], extra: list[str], rng: random.Random) -> str:
@@ -282,9 +289,9 @@ def check_against_judge(captions: Mapping[str, TeacherCaption], changes_by_id: M
         tags = {(e["type"], e["severity"]) for e in judge.score(changes_by_id[pair_id], caption.text)["errors"]}
         for mode in caption.eligible:
             per_mode[mode]["eligible"] += 1
-        for mode in caption.injected:
+        for mode, tag in zip(caption.injected, caption.expected):
             per_mode[mode]["injected"] += 1
-            per_mode[mode]["found"] += EXPECTED_TAG[mode] in tags
+            per_mode[mode]["found"] += tag in tags
         judged_p0 = any(severity == "P0" for _, severity in tags)
         injected_p0 = bool(CRITICAL_MODES.intersection(caption.injected))
         p0, expected, agree = p0 + judged_p0, expected + injected_p0, agree + (judged_p0 == injected_p0)

@@ -254,15 +254,18 @@ def editor_pairs(n_train: int, n_eval: int, *, seed: int, image_size: int, layou
 
 
 def _notebook_04_model(run_name: str, output_root, variant: str) -> tuple[str, str]:
-    """(checkpoint, variant) of notebook 04: `variant` when it trained it, else its best variant by S."""
+    """(checkpoint, variant) of notebook 04: `variant` when it trained it, else the variant with the lowest P0
+    error rate over the validation subsets."""
     from editcaption import paths
 
     metrics = json.loads(paths.upstream("", run_name, "04_hae_dpo", "metrics.json", output_root).read_text())
-    results = metrics.get("results", {})
-    if variant not in results:
-        if not results:
+    trained = metrics.get("variants", [])
+    if variant not in trained:
+        if not trained:
             raise FileNotFoundError("notebook 04 recorded no trained variant")
-        variant = max(results, key=lambda v: results[v]["S"])
+        pooled = {r["model"]: r["rate"] for r in metrics.get("validation_rates", [])
+                  if r["subset"] == "all" and r["measure"] == "p0" and r["model"] in trained}
+        variant = min(trained, key=lambda v: pooled.get(v, float("inf")))
     folder = paths.upstream("", run_name, "04_hae_dpo", variant, output_root)
     final = folder / "merged" if (folder / "merged" / "config.json").exists() else folder / "final"
     return str(final), variant

@@ -393,6 +393,20 @@ class _Clause:
         self.foreign: list[str] = []
 
 
+def _unsupported(clause: _Clause) -> bool:
+    """An assertion about nothing any change touches (it must name something: a noun or a value)."""
+    return not clause.mentions and clause.assertive and not clause.keep and bool(clause.foreign or clause.values)
+
+
+class ClauseView(NamedTuple):
+    """One clause as the judge reads it: its span in the instruction and what it was matched to."""
+    start: int
+    end: int
+    mentions: tuple[int, ...]  # indices of the changes the clause is about
+    unsupported: bool  # asserts an edit of something no change touches
+    keep: bool  # a "keep everything else" clause (skipped)
+
+
 def _candidates(clause: _Clause, cls: str, spec: _Spec) -> set:
     """Values of class `cls` the clause asserts about `spec`'s object; a colour right before another
     noun describes that noun ("next to the blue circle") and is left out."""
@@ -412,6 +426,15 @@ def _prefix_hit(tokens: list[str], prefixes: tuple[str, ...]) -> bool:
 
 def _severity(spec: _Spec) -> str:
     return "P0" if spec.primary or spec.viewpoint else "P1"
+
+
+def _omission_type(spec: _Spec, part: _Part) -> str:
+    """The failure mode of a target piece left out: a view change's is viewpoint; a left/right/up/down or
+    turning direction's is orientation (table 6, item 4: omissions of orientation); any other value's
+    (a colour, a brightness) is detail."""
+    if spec.viewpoint:
+        return "viewpoint"
+    return "orientation" if _direction_error_type(part.target) == "orientation" else "detail"
 
 
 def _direction_error_type(direction: str) -> str:
@@ -449,19 +472,8 @@ class RuleJudge:
         """Accuracy, completeness, clarity, composite, coverage, hits/misses (change indices), forbidden
         terms, and the errors found ({type, severity, change_index, reason}) with the worst one's
         type and severity ("" for a clean instruction)."""
-        if not isinstance(instruction, str) or not instruction.strip():
-            raise ValueError("empty instruction")
-        if not changes:
-            raise ValueError("no changes: the rule judge needs a pair's structured changes")
-        specs = []
-        for i, c in enumerate(changes):
-            if not isinstance(c, Mapping) or not all(isinstance(c.get(k), str) for k in _TEXT_FIELDS):
-                raise ValueError(f"change {i}: expected string fields {list(_TEXT_FIELDS)} and primary, got {c!r}")
-            specs.append(_compile(*(c[k] for k in _TEXT_FIELDS), bool(c.get("primary", True))))
-
+        specs, clauses, _ = self._read(changes, instruction)
         text = _normalise(instruction)
-        clauses = [_Clause(part) for part in _CLAUSE_SPLIT.split(text) if part and part.strip()]
-        self._match(specs, clauses)
 
         errors: list[dict] = []
         credits: list[float] = []
@@ -486,7 +498,7 @@ class RuleJudge:
 
         hallucinated, touched = False, any(c.mentions for c in clauses)
         # clauses about nothing any change touches; they must name something (a noun or a value) to count
-        unsupported = [c for c in clauses if not c.mentions and c.assertive and not c.keep and (c.foreign or c.values)]
+        unsupported = [c for c in clauses if _unsupported(c)]
         wrong_object = (not touched and bool(unsupported)
                         and all(c.foreign and not any(w in OBJECTS for w in c.foreign) for c in unsupported))
         for clause in unsupported:
@@ -527,6 +539,36 @@ class RuleJudge:
             "error_type": worst["type"] if worst else "",
             "severity": worst["severity"] if worst else "",
         }
+
+    def clauses(self, changes: list[Mapping[str, Any]], instruction: str) -> list[ClauseView]:
+        """How the judge reads `instruction`, clause by clause: each clause's span in the text, the changes
+        it is matched to, and whether it is an unsupported assertion or a keep-clause (see the module doc).
+        The simulated corrector edits instructions through these spans."""
+        _, clauses, spans = self._read(changes, instruction)
+        return [ClauseView(start, end, tuple(c.mentions), _unsupported(c), c.keep)
+                for c, (start, end) in zip(clauses, spans)]
+
+    def _read(self, changes: list[Mapping[str, Any]], instruction: str):
+        """(compiled changes, matched clauses, clause spans in `instruction`)."""
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise ValueError("empty instruction")
+        if not changes:
+            raise ValueError("no changes: the rule judge needs a pair's structured changes")
+        specs = []
+        for i, c in enumerate(changes):
+            if not isinstance(c, Mapping) or not all(isinstance(c.get(k), str) for k in _TEXT_FIELDS):
+                raise ValueError(f"change {i}: expected string fields {list(_TEXT_FIELDS)} and primary, got {c!r}")
+            specs.append(_compile(*(c[k] for k in _TEXT_FIELDS), bool(c.get("primary", True))))
+        lowered = _APOSTROPHES.sub("'", instruction.lower())  # same length as the instruction: spans carry over
+        spans, start = [], 0
+        for separator in [*_CLAUSE_SPLIT.finditer(lowered), None]:
+            end = separator.start() if separator else len(lowered)
+            if lowered[start:end].strip():
+                spans.append((start, end))
+            start = separator.end() if separator else end
+        clauses = [_Clause(_COUNTERCLOCKWISE.sub("counterclockwise", lowered[a:b])) for a, b in spans]
+        self._match(specs, clauses)
+        return specs, clauses, spans
 
     @staticmethod
     def _match(specs: list[_Spec], clauses: list[_Clause]) -> None:
@@ -630,7 +672,7 @@ class RuleJudge:
                     errors.append(_error(etype, sev, index, f"change {spec.label}: says {', '.join(sorted(wrong))} "
                                                             f"instead of {part.target}"))
                 elif state == "absent" and credit > 0:
-                    errors.append(_error("viewpoint" if spec.viewpoint else "detail", sev, index,
+                    errors.append(_error(_omission_type(spec, part), sev, index,
                                          f"change {spec.label}: {part.target} not stated"))
             if spec.op not in ("add", "replace") and any(
                     c.add and len(c.mentions) == 1 and not any(v in c.padded for v in spec.verbs) for c in clauses):

@@ -59,6 +59,8 @@ DPO_KEYS: dict[str, Key] = {
     "dpo_variant": Key((str,), "hae",
                        "table 4 row: dpo (no margin), st_only (severity x type), h_only (hardness), hae (both)"),
     "beta": Key((float,), 0.1, "DPO β"),
+    "chosen_nll_weight": Key((float,), 0.0, "weight of TRL's 'sft' loss term (the chosen answer's NLL per token) "
+                                            "added to the margin loss; 0 = the paper's loss"),
     "hae_tau": Key((float,), 1.0, "hardness temperature τ"),
     "hae_gamma_st": Key((float,), 1.0, "γ_st, weight of the severity x type term"),
     "hae_gamma_h": Key((float,), 1.0, "γ_h, weight of the hardness term"),
@@ -113,8 +115,11 @@ class HAEDPOTrainer(DPOTrainer):
     def __init__(self, model, ref_model=None, args: HAEDPOConfig | None = None, *, train_dataset=None, **kwargs):
         if not isinstance(args, HAEDPOConfig):
             raise TypeError(f"HAEDPOTrainer needs an HAEDPOConfig, got {type(args).__name__}")
+        if args.loss_type not in (["sigmoid"], ["sigmoid", "sft"]):
+            raise ValueError(f"HAE-DPO needs loss_type ['sigmoid'] (the paper's loss) or ['sigmoid', 'sft'] (plus the "
+                             f"chosen answer's NLL), got {args.loss_type!r}")
         unsupported = {
-            "loss_type": (args.loss_type, ["sigmoid"]), "f_divergence_type": (args.f_divergence_type, "reverse_kl"),
+            "f_divergence_type": (args.f_divergence_type, "reverse_kl"),
             "ld_alpha": (args.ld_alpha, None), "use_weighting": (args.use_weighting, False),
             "precompute_ref_log_probs": (args.precompute_ref_log_probs, False),
         }
@@ -175,6 +180,10 @@ class HAEDPOTrainer(DPOTrainer):
         margin, st_term, h_term = hae_margin(severity, error_type, hardness_rejected, hardness_chosen,
                                              gamma_st=gamma_st, gamma_h=gamma_h, tau=self.args.hae_tau)
         loss = -F.logsigmoid(self.beta * delta - margin).mean()
+        for loss_type, weight in zip(self.loss_types, self.loss_weights):
+            if loss_type == "sft":  # TRL's "sft" term: mean NLL per chosen-answer token
+                chosen_per_token = policy_out.log_probs[:, -seq_len:].chunk(2, dim=0)[0]
+                loss = loss - weight * chosen_per_token[shift_mask.chunk(2, dim=0)[0].bool()].mean()
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * policy_out.aux_loss
         self._log_margin(margin, st_term, h_term, severity, error_type)
@@ -303,7 +312,8 @@ def dpo_config(params: Mapping[str, Any], output_dir: Path, accumulation: int) -
     return HAEDPOConfig(
         **trainer_arguments(params, output_dir, accumulation),
         beta=params["beta"],
-        loss_type=["sigmoid"],
+        loss_type=["sigmoid", "sft"] if params["chosen_nll_weight"] else ["sigmoid"],
+        loss_weights=[1.0, params["chosen_nll_weight"]] if params["chosen_nll_weight"] else None,
         hae_variant=params["dpo_variant"],
         hae_gamma_st=params["hae_gamma_st"],
         hae_gamma_h=params["hae_gamma_h"],
@@ -364,6 +374,7 @@ def train_hae_dpo(params: Mapping[str, Any], *, callbacks: list | None = None) -
               f"gamma_h {args.hae_gammas[1]}, tau {args.hae_tau}, hardness l_ref = {args.hae_hardness_logp}")
 
     model, processor, peft_config = load_for_training(params)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     ref_model = load_reference(params)
     with args.main_process_first(desc="preference data"):
         dataset, skipped = load_preferences(params["preference_data_path"], bad_rows=params["preference_bad_rows"])
@@ -395,9 +406,16 @@ def train_hae_dpo(params: Mapping[str, Any], *, callbacks: list | None = None) -
         "train_steps_per_second": result.metrics.get("train_steps_per_second"),
         "global_step": trainer.state.global_step,
         "dpo_variant": args.hae_variant,
+        "learning_rate": args.learning_rate,
         "beta": args.beta,
-        "hae_gamma_st": gamma_st,
+        "chosen_nll_weight": params["chosen_nll_weight"],
+        "hae_gamma_st": gamma_st,  # in effect for the variant (0 where it is off)
         "hae_gamma_h": gamma_h,
+        "hae_gamma_st_configured": params["hae_gamma_st"],
+        "hae_gamma_h_configured": params["hae_gamma_h"],
+        "freeze_vision_tower": params["freeze_vision_tower"],
+        "freeze_merger": params["freeze_merger"],
+        "frozen_parameters": frozen,
         "hae_tau": args.hae_tau,
         "hae_hardness_logp": args.hae_hardness_logp,
         "reference_model": params["dpo_ref_model"] or params["model_name_or_path"],

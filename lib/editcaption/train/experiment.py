@@ -1,0 +1,197 @@
+"""Notebook 04's runs: the DPO budget sweep on the validation subsets, then every table-4 variant (and seed)
+at the chosen budget. Each run is one `accelerate launch -m editcaption.train.hae_dpo` from the SFT model with
+the SFT model as the frozen reference, into its own folder, as on a cluster.
+
+The budget (learning rate, and the weight of the chosen answer's NLL term) is chosen with plain DPO on the
+targeted *validation* subsets of notebook 01, never on the test split: the setting with the lowest P0 error
+rate over the validation subsets wins, and every variant then trains with it.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import datasets
+import pandas as pd
+
+from editcaption.eval import targeted
+from editcaption.train import launch
+from editcaption.train.sft import final_model_dir, read_train_metrics
+
+DPO_MODULE = "editcaption.train.hae_dpo"
+
+
+def parse_numbers(text: str, name: str) -> list[float]:
+    """"1e-5, 3e-5" -> [1e-05, 3e-05]; an entry that is not a number raises naming the parameter."""
+    values = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            values.append(float(part))
+        except ValueError:
+            raise ValueError(f"{name}: {part!r} is not a number (expected comma-separated numbers)") from None
+    return values
+
+
+def parse_seeds(text: str, default: int) -> list[int]:
+    """"0,1,2" -> [0, 1, 2]; empty -> [default]; repeated or non-integer seeds raise."""
+    if not text.strip():
+        return [default]
+    values = parse_numbers(text, "dpo_seeds")
+    if any(not v.is_integer() for v in values) or len(set(values)) != len(values):
+        raise ValueError(f"dpo_seeds {text!r}: expected distinct integers")
+    return [int(v) for v in values]
+
+
+def run_label(variant: str, seed: int, first_seed: int) -> str:
+    """The folder and table name of a run: the variant for the first seed, `<variant>_seed<k>` for the others."""
+    return variant if seed == first_seed else f"{variant}_seed{seed}"
+
+
+def train_run(params: Mapping[str, Any], run_dir: str | Path, *, accelerate_config: str = "",
+              num_processes: int = 1) -> dict[str, Any]:
+    """One HAE-DPO run into `run_dir`: its wall time, its train metrics (with the log history) and its model."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seconds = launch.run_training(DPO_MODULE, {**params, "output_dir": str(run_dir)}, run_dir,
+                                  accelerate_config=accelerate_config, num_processes=num_processes)
+    return {"seconds": seconds, "metrics": read_train_metrics(run_dir),
+            "model": str(final_model_dir(run_dir, merged_out=run_dir / "merged"))}
+
+
+def train_variants(variants: Sequence[str], seeds: Sequence[int], params: Mapping[str, Any], stage_dir: str | Path, *,
+                   accelerate_config: str = "", num_processes: int = 1) -> dict[str, dict[str, Any]]:
+    """Every (variant, seed) run from the same parameters (model, reference, data, budget): run label ->
+    {variant, seed, seconds, metrics, model}."""
+    runs = {}
+    for seed, variant in itertools.product(seeds, variants):
+        label = run_label(variant, seed, seeds[0])
+        run = train_run({**params, "dpo_variant": variant, "seed": seed}, Path(stage_dir) / label,
+                        accelerate_config=accelerate_config, num_processes=num_processes)
+        runs[label] = {"variant": variant, "seed": seed, **run}
+    return runs
+
+
+def runs_summary(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Run label -> its variant, seed, model folder, wall seconds and optimizer steps."""
+    return {label: {"variant": run["variant"], "seed": run["seed"], "model": run["model"],
+                    "seconds": round(run["seconds"], 1), "steps": run["metrics"]["global_step"]}
+            for label, run in runs.items()}
+
+
+def first_seed_models(runs: Mapping[str, Mapping[str, Any]], sft_model: str) -> dict[str, str]:
+    """The models to compare: the SFT model, then each variant's run with the first seed."""
+    first = next(iter(runs.values()))["seed"] if runs else None  # runs are seed-major: the first is the first seed
+    return {"SFT": sft_model, **{run["variant"]: run["model"] for run in runs.values() if run["seed"] == first}}
+
+
+def stage_metrics(runs: Mapping[str, Mapping[str, Any]], sweep: "Sweep", margins: pd.DataFrame, rates: pd.DataFrame,
+                  comparisons: pd.DataFrame, conclusion_text: str, **extra: Any) -> dict[str, Any]:
+    """What notebook 04 writes to metrics.json: the budget and the sweep, each run (its training metrics and
+    last logged rewards), the margin statistics, the validation error rates and comparisons, the conclusion."""
+    from editcaption.data.preference import reward_summary
+
+    hardness = margins["h_term"].describe(percentiles=[0.1, 0.5, 0.9]).to_dict()
+    return {**extra, "budget": sweep.best, "sweep": sweep.table.to_dict(orient="records"), "runs": runs_summary(runs),
+            "train": {label: {k: v for k, v in run["metrics"].items() if k != "log_history"} for label, run in runs.items()},
+            "final_rewards": {label: reward_summary(run["metrics"]["log_history"]) for label, run in runs.items()},
+            "margins": {"n": len(margins), "mean": margins[["st_term", "h_term", "margin"]].mean().to_dict(),
+                        "by_error_type": margins.groupby("error_type")["margin"].mean().to_dict(),
+                        "by_severity": margins.groupby("severity")["margin"].mean().to_dict(), "hardness": hardness},
+            "validation_rates": rates.to_dict(orient="records"),
+            "validation_comparisons": comparisons.to_dict(orient="records"), "conclusion": conclusion_text}
+
+
+@dataclass
+class Sweep:
+    """The budget sweep's table (one row per setting, plus the SFT model) and the setting it chose."""
+
+    table: pd.DataFrame
+    best: dict[str, float]
+    scores: dict[str, dict[str, pd.DataFrame]]
+
+
+def sweep_budget(learning_rates: Sequence[float], nll_weights: Sequence[float], params: Mapping[str, Any],
+                 validation: Mapping[str, datasets.Dataset], stage_dir: str | Path, *, sft_model: str,
+                 batch_size: int = 16, max_new_tokens: int = 48, seed: int = 0, accelerate_config: str = "",
+                 num_processes: int = 1) -> Sweep:
+    """Plain DPO at every (learning rate, NLL weight) of the grid; each model and the SFT model write an
+    instruction for every validation pair; the setting with the lowest pooled P0 error rate wins. With no
+    grid the configured budget is kept and nothing is trained."""
+    configured = {"learning_rate": params["learning_rate"], "chosen_nll_weight": params["chosen_nll_weight"]}
+    grid = [{"learning_rate": lr, "chosen_nll_weight": w}
+            for lr in (learning_rates or [configured["learning_rate"]])
+            for w in (nll_weights or [configured["chosen_nll_weight"]])]
+    if not learning_rates and not nll_weights:
+        return Sweep(pd.DataFrame(columns=["setting", "p0", "low", "high", "chosen"]), configured, {})
+    if not validation:
+        raise ValueError("the budget sweep needs notebook 01's targeted validation subsets (n_targeted_validation > 0)")
+    models = {"SFT": sft_model}
+    for setting in grid:
+        label = f"lr{setting['learning_rate']:g}_nll{setting['chosen_nll_weight']:g}"
+        run = train_run({**params, **setting, "dpo_variant": "dpo"}, Path(stage_dir) / label,
+                        accelerate_config=accelerate_config, num_processes=num_processes)
+        models[label] = run["model"]
+    scores = targeted.score_models(models, validation, Path(stage_dir) / "generations", batch_size=batch_size,
+                                   max_new_tokens=max_new_tokens)
+    rows = [{"setting": name, **targeted.pooled_rate(by_mode, seed=seed)} for name, by_mode in scores.items()]
+    table = pd.DataFrame(rows)
+    trained = table[table["setting"] != "SFT"]
+    best_label = trained.loc[trained["p0"].idxmin(), "setting"]
+    table["chosen"] = table["setting"] == best_label
+    best = grid[list(models).index(best_label) - 1]
+    return Sweep(table, best, scores)
+
+
+def _trend(history: list[dict], key: str) -> tuple[float, float] | None:
+    """The first and the last logged value of a metric (None when it was never logged)."""
+    values = [float(e[key]) for e in history if key in e]
+    return (values[0], values[-1]) if values else None
+
+
+def conclusion(comparisons: pd.DataFrame, runs: Mapping[str, Mapping[str, Any]]) -> str:
+    """Notebook 04's closing paragraph, drawn from its own numbers: what standard DPO and HAE-DPO did to the
+    P0 error rate on each targeted subset (paired 95 % intervals; "no detectable change" where the interval
+    holds 0), and what the training curves say about the chosen and rejected log-probabilities."""
+    lines = []
+    p0 = comparisons[comparisons["measure"] == "p0"]
+    for (a, b), group in p0.groupby(["a", "b"], sort=False):
+        lower = [r.subset for r in group.itertuples() if r.high < 0]
+        higher = [r.subset for r in group.itertuples() if r.low > 0]
+        detail = "; ".join(f"{r.subset} {r.rate_a:.1%} -> {r.rate_b:.1%} ({r.diff:+.1%} [{r.low:+.1%}, {r.high:+.1%}])"
+                           for r in group.itertuples())
+        verdict = (f"lower on {', '.join(lower)}" if lower else "lower on no subset") + (
+            f", higher on {', '.join(higher)}" if higher else "")
+        lines.append(f"- **{b} vs {a}**: P0 error rate {verdict}. {detail}.")
+    for label, run in runs.items():
+        history = run["metrics"]["log_history"]
+        accuracy, chosen, rejected = (_trend(history, k) for k in ("rewards/accuracies", "logps/chosen", "logps/rejected"))
+        if accuracy and chosen and rejected:
+            direction = "fell" if chosen[1] < chosen[0] else "rose"
+            lines.append(f"- **{label} training**: reward accuracy {accuracy[0]:.2f} -> {accuracy[1]:.2f}; log p(chosen) "
+                         f"{direction} {chosen[0]:.1f} -> {chosen[1]:.1f}, log p(rejected) {rejected[0]:.1f} -> "
+                         f"{rejected[1]:.1f} (summed over the answer's tokens, last logging window).")
+    return "\n".join(lines)
+
+
+def histories(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, list[dict]]:
+    """Run label -> its trainer log history."""
+    return {label: run["metrics"]["log_history"] for label, run in runs.items()}
+
+
+def recorded_runs(run_name: str, output_root: str | Path = "outputs") -> dict[str, dict[str, Any]]:
+    """The runs notebook 04 recorded for this run (label -> variant, seed, model, ...); {} before it has run."""
+    import json
+
+    from editcaption import paths
+
+    metrics = paths.stage_dir(run_name, "04_hae_dpo", output_root) / "metrics.json"
+    return json.loads(metrics.read_text(encoding="utf-8")).get("runs", {}) if metrics.exists() else {}
+
+
+def run_seeds(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[str, int]]:
+    """Run label -> (variant, seed), as `targeted.seeded_rates` takes them."""
+    return {label: (run["variant"], run["seed"]) for label, run in runs.items()}
