@@ -152,7 +152,7 @@ def test_config_variants_and_refusals():
         config(hae_tau=0.0)
     with pytest.raises(TypeError, match="needs an HAEDPOConfig, got DPOConfig"):
         HAEDPOTrainer(model=None, args=config(DPOConfig))
-    with pytest.raises(ValueError, match=r"HAE-DPO needs loss_type=\['sigmoid'\]"):
+    with pytest.raises(ValueError, match=r"HAE-DPO needs loss_type \['sigmoid'\]"):
         HAEDPOTrainer(model=None, args=config(loss_type="ipo"))
     no_labels = datasets.Dataset.from_dict({"prompt": ["a"], "chosen": ["b"], "rejected": ["c"]})
     with pytest.raises(ValueError, match=r"training set lacks the HAE label column\(s\) \['severity', 'error_type'\]"):
@@ -226,6 +226,22 @@ def test_margin_loss_equals_hand_computation_and_rewards_stay_unshifted(smoke_di
         assert logged["hae/margin/P1"] == pytest.approx(margin[3].item(), rel=1e-5)
         assert "hae/margin/P2" not in trainer._metrics["train"]  # no P2 row in this batch
     assert abs(delta).min() > 1e-3 and margin.min() > 0.1  # non-trivial: shifted rewards would differ
+
+
+def test_the_chosen_nll_term_adds_trls_sft_loss_to_the_margin_loss(smoke_dir, trl_rows, tmp_path):
+    beta, weight = 0.5, 0.7
+    trainer = make_trainer(smoke_dir, trl_rows, tmp_path / "nll", beta=beta, hae_variant="dpo",
+                           loss_type=["sigmoid", "sft"], loss_weights=[1.0, weight])
+    perturb(trainer.model)
+    trainer.model.train()
+    batch = collate(trainer, trl_rows, [0, 1, 2, 3])
+    policy, lengths = _sequence_logps(trainer.model, batch)
+    reference, _ = _sequence_logps(trainer.ref_model, batch)
+    (pw, pl), (rw, rl), (nw, _) = policy.chunk(2), reference.chunk(2), lengths.chunk(2)
+    dpo = torch.log1p(torch.exp(-beta * ((pw - rw) - (pl - rl)))).mean()
+    nll = -pw.sum() / nw.sum()  # TRL's "sft" term: mean NLL per chosen token of the batch
+    assert trainer.compute_loss(trainer.model, batch).item() == pytest.approx((dpo + weight * nll).item(), rel=1e-5)
+    assert nll.item() > 0.1  # the term is not negligible here
 
 
 def test_label_columns_survive_preprocessing_and_shuffling(smoke_dir, trl_rows, tmp_path):

@@ -152,7 +152,7 @@ class Mining:
         table.loc["all"] = frame.drop(columns="edit_type").mean()
         table.insert(0, "pairs", frame.groupby("edit_type").size().reindex(table.index).fillna(len(frame)).astype(int))
         table.loc["all", "pairs"] = len(frame)
-        return table.round(3)
+        return table
 
     def summary(self) -> dict:
         picked = self.rejected()

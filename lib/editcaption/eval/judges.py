@@ -448,8 +448,15 @@ def _direction_error_type(direction: str) -> str:
 _TEXT_FIELDS = ("op", "object", "attribute", "before", "after", "direction")
 
 
-def _error(etype: str, severity: str, index: int | None, reason: str) -> dict:
-    return {"type": etype, "severity": severity, "change_index": index, "reason": reason}
+ERROR_KINDS = ("omitted", "wrong", "op", "unsupported", "vague")  # what went wrong, whatever the failure mode
+
+
+def _error(etype: str, severity: str, index: int | None, reason: str, kind: str) -> dict:
+    """One error: its failure mode (type), severity, the change it concerns (None: none), why, and its kind:
+    `omitted` (a change or a piece of it left out), `wrong` (a value or direction stated wrongly), `op` (the
+    edit described as another kind of edit), `unsupported` (an edit no change supports), `vague` (forbidden
+    wording)."""
+    return {"type": etype, "severity": severity, "change_index": index, "reason": reason, "kind": kind}
 
 
 class RuleJudge:
@@ -504,18 +511,19 @@ class RuleJudge:
         for clause in unsupported:
             what = " ".join(clause.tokens)
             if wrong_object:
-                errors.append(_error("other", "P0", None, f"'{what}' is about an object no change touches"))
+                errors.append(_error("other", "P0", None, f"'{what}' is about an object no change touches",
+                                     "unsupported"))
             elif clause.add or clause.remove or clause.replace:
                 hallucinated = True
                 errors.append(_error("other", "P0", None,
-                                     f"'{what}' asserts an edit no change supports (hallucination)"))
+                                     f"'{what}' asserts an edit no change supports (hallucination)", "unsupported"))
             else:
                 noncore += 1
-                errors.append(_error("other", "P1", None, f"'{what}' edits an element no change touches"))
+                errors.append(_error("other", "P1", None, f"'{what}' edits an element no change touches", "unsupported"))
 
         forbidden = rubric.find_forbidden_terms(instruction)
         if forbidden:
-            errors.append(_error("detail", "P2", None, f"vague wording: {', '.join(forbidden)}"))
+            errors.append(_error("detail", "P2", None, f"vague wording: {', '.join(forbidden)}", "vague"))
 
         primary = [k for k, s in enumerate(specs) if s.primary] or list(range(len(specs)))
         coverage = sum(credits[k] for k in primary) / len(primary)
@@ -644,19 +652,20 @@ class RuleJudge:
             credit = 0.0
             if spec.viewpoint:
                 how = "described as an edit of one object" if as_object_edit else "not described"
-                errors.append(_error("viewpoint", "P0", index, f"viewpoint change {spec.label} {how}"))
+                errors.append(_error("viewpoint", "P0", index, f"viewpoint change {spec.label} {how}",
+                                     "op" if as_object_edit else "omitted"))
             else:
-                errors.append(_error("detail", sev, index, f"change {spec.label} not described"))
+                errors.append(_error("detail", sev, index, f"change {spec.label} not described", "omitted"))
         elif op_reversed or reversed_parts:
             credit = 0.0
             n_factual += 1
             if op_reversed:
-                errors.append(_error("detail", sev, index, f"change {spec.label}: add and remove are reversed"))
+                errors.append(_error("detail", sev, index, f"change {spec.label}: add and remove are reversed", "op"))
             for part in reversed_parts:
                 etype = _direction_error_type(part.target)
                 errors.append(_error(etype, "P0" if etype == "viewpoint" else sev, index,
                                      f"change {spec.label}: direction reversed ({_OPPOSITE.get(part.target)} "
-                                     f"instead of {part.target})"))
+                                     f"instead of {part.target})", "wrong"))
         else:
             named = any(s != "absent" for _, s, _ in states) or own_verb
             attr_named = any(_prefix_hit(c.tokens, spec.attr_prefixes) for c in clauses)
@@ -664,31 +673,31 @@ class RuleJudge:
             credit = 1.0 if named else (0.5 if attr_named or own_clause else 0.0)
             if credit == 0.0:
                 errors.append(_error("viewpoint" if spec.viewpoint else "detail", sev, index,
-                                     f"change {spec.label} named but not described"))
+                                     f"change {spec.label} named but not described", "omitted"))
             for part, state, wrong in states:
                 if state == "wrong":
                     n_factual += 1
                     etype = "orientation" if part.wrong_class == "spatial" else "detail"
                     errors.append(_error(etype, sev, index, f"change {spec.label}: says {', '.join(sorted(wrong))} "
-                                                            f"instead of {part.target}"))
+                                                            f"instead of {part.target}", "wrong"))
                 elif state == "absent" and credit > 0:
                     errors.append(_error(_omission_type(spec, part), sev, index,
-                                         f"change {spec.label}: {part.target} not stated"))
+                                         f"change {spec.label}: {part.target} not stated", "omitted"))
             if spec.op not in ("add", "replace") and any(
                     c.add and len(c.mentions) == 1 and not any(v in c.padded for v in spec.verbs) for c in clauses):
                 n_factual += 1
-                errors.append(_error("detail", sev, index, f"change {spec.label} described as an addition"))
+                errors.append(_error("detail", sev, index, f"change {spec.label} described as an addition", "op"))
             if spec.op not in ("remove", "replace", "text") and any(
                     c.remove and len(c.mentions) == 1 for c in clauses):
                 n_factual += 1
-                errors.append(_error("detail", sev, index, f"change {spec.label} described as a removal"))
+                errors.append(_error("detail", sev, index, f"change {spec.label} described as a removal", "op"))
             if spec.own_colour and spec.op not in ("add", "remove"):
                 for c in clauses:
                     said = set().union(*(c.before_head.get(h, set()) for h in spec.heads))
                     if said and spec.own_colour not in said and not said <= spec.allowed_colours:
                         n_factual += 1
                         called = f"{', '.join(sorted(said))} {spec.name.split()[-1]}"
-                        errors.append(_error("detail", sev, index, f"change {spec.label}: called the {called}"))
+                        errors.append(_error("detail", sev, index, f"change {spec.label}: called the {called}", "wrong"))
                         break
 
         stated_parts = sum(1 for p, s, _ in states if s != "absent" or p.cues and _last(whole, p.cues) >= 0)

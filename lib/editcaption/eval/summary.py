@@ -7,14 +7,14 @@ import re
 import pandas as pd
 
 from editcaption.eval import stats
-from editcaption.eval.judges import ERROR_TYPES, RuleJudge
+from editcaption.eval.judges import ERROR_KINDS, ERROR_TYPES, RuleJudge
 
 FAILURE_MODES = ("orientation", "viewpoint", "detail")
 
 
 def score_instructions(pairs, instructions: list[str], *, judge: RuleJudge | None = None) -> pd.DataFrame:
-    """One row per pair: its id, category, edit type, the three scores, the composite, and which failure
-    modes (and severities) the judge found."""
+    """One row per pair: its id, category, edit type, the three scores, the composite, which failure modes
+    (and severities) the judge found, and which kinds of P0 error (`p0_omitted`, `p0_wrong`, ...)."""
     if len(instructions) != len(pairs):
         raise ValueError(f"{len(instructions)} instructions for {len(pairs)} pairs")
     judge = judge or RuleJudge()
@@ -29,6 +29,7 @@ def score_instructions(pairs, instructions: list[str], *, judge: RuleJudge | Non
             "composite": result["composite"], "severity": result["severity"], "error_type": result["error_type"],
             **{f"has_{t}": any(e["type"] == t for e in errors) for t in ERROR_TYPES},
             "p0": any(e["severity"] == "P0" for e in errors),
+            **{f"p0_{kind}": any(e["severity"] == "P0" and e["kind"] == kind for e in errors) for kind in ERROR_KINDS},
         })
     return pd.DataFrame(rows)
 

@@ -234,3 +234,15 @@ def models_to_compare(sources: Mapping[str, str], runs: Mapping[str, Mapping]) -
     further seed notebook 04 trained (`<variant>_seed<k>`), by label."""
     models = {("SFT" if source == "sft" else source): path for source, path in sources.items()}
     return {**models, **{label: run["model"] for label, run in runs.items() if label not in models}}
+
+
+def error_kinds(scores: Mapping[str, Mapping[str, pd.DataFrame]]) -> pd.DataFrame:
+    """Per model and subset, the share of pairs with a P0 error of each kind (`judges.ERROR_KINDS`: a change or
+    its value left out, a value stated wrongly, the wrong kind of edit, an edit nothing supports): whether a
+    model fails by saying too little or by saying the wrong thing."""
+    from editcaption.eval.judges import ERROR_KINDS
+
+    rows = [{"model": model, "subset": mode, "n": len(frame),
+             **{kind: float(frame[f"p0_{kind}"].mean()) for kind in ERROR_KINDS if kind != "vague"}}
+            for model, by_mode in scores.items() for mode, frame in by_mode.items()]
+    return pd.DataFrame(rows)

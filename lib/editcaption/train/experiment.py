@@ -89,7 +89,7 @@ def first_seed_models(runs: Mapping[str, Mapping[str, Any]], sft_model: str) -> 
 
 
 def stage_metrics(runs: Mapping[str, Mapping[str, Any]], sweep: "Sweep", margins: pd.DataFrame, rates: pd.DataFrame,
-                  comparisons: pd.DataFrame, conclusion_text: str, **extra: Any) -> dict[str, Any]:
+                  comparisons: pd.DataFrame, kinds: pd.DataFrame, conclusion_text: str, **extra: Any) -> dict[str, Any]:
     """What notebook 04 writes to metrics.json: the budget and the sweep, each run (its training metrics and
     last logged rewards), the margin statistics, the validation error rates and comparisons, the conclusion."""
     from editcaption.data.preference import reward_summary
@@ -102,7 +102,8 @@ def stage_metrics(runs: Mapping[str, Mapping[str, Any]], sweep: "Sweep", margins
                         "by_error_type": margins.groupby("error_type")["margin"].mean().to_dict(),
                         "by_severity": margins.groupby("severity")["margin"].mean().to_dict(), "hardness": hardness},
             "validation_rates": rates.to_dict(orient="records"),
-            "validation_comparisons": comparisons.to_dict(orient="records"), "conclusion": conclusion_text}
+            "validation_comparisons": comparisons.to_dict(orient="records"),
+            "validation_error_kinds": kinds.to_dict(orient="records"), "conclusion": conclusion_text}
 
 
 @dataclass
@@ -152,10 +153,12 @@ def _trend(history: list[dict], key: str) -> tuple[float, float] | None:
     return (values[0], values[-1]) if values else None
 
 
-def conclusion(comparisons: pd.DataFrame, runs: Mapping[str, Mapping[str, Any]]) -> str:
+def conclusion(comparisons: pd.DataFrame, runs: Mapping[str, Mapping[str, Any]],
+               kinds: pd.DataFrame | None = None) -> str:
     """Notebook 04's closing paragraph, drawn from its own numbers: what standard DPO and HAE-DPO did to the
-    P0 error rate on each targeted subset (paired 95 % intervals; "no detectable change" where the interval
-    holds 0), and what the training curves say about the chosen and rejected log-probabilities."""
+    P0 error rate on each targeted subset (paired 95 % intervals; "lower on no subset" where every interval
+    holds 0), which kind of P0 error moved (`targeted.error_kinds`: left out vs stated wrongly), and what the
+    training curves say about the chosen and rejected log-probabilities."""
     lines = []
     p0 = comparisons[comparisons["measure"] == "p0"]
     for (a, b), group in p0.groupby(["a", "b"], sort=False):
@@ -166,6 +169,12 @@ def conclusion(comparisons: pd.DataFrame, runs: Mapping[str, Mapping[str, Any]])
         verdict = (f"lower on {', '.join(lower)}" if lower else "lower on no subset") + (
             f", higher on {', '.join(higher)}" if higher else "")
         lines.append(f"- **{b} vs {a}**: P0 error rate {verdict}. {detail}.")
+        if kinds is not None and {a, b} <= set(kinds["model"]):
+            before, after = (kinds[kinds["model"] == m].set_index("subset") for m in (a, b))
+            moved = "; ".join(f"{subset}: left out {before.loc[subset, 'omitted']:.0%} -> {after.loc[subset, 'omitted']:.0%}, "
+                              f"stated wrongly {before.loc[subset, 'wrong']:.0%} -> {after.loc[subset, 'wrong']:.0%}"
+                              for subset in before.index if subset in after.index)
+            lines.append(f"  Pairs with a P0 error of each kind, {a} -> {b}: {moved}.")
     for label, run in runs.items():
         history = run["metrics"]["log_history"]
         accuracy, chosen, rejected = (_trend(history, k) for k in ("rewards/accuracies", "logps/chosen", "logps/rejected"))
