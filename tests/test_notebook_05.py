@@ -83,6 +83,16 @@ def test_smoke_05_scores_our_models_and_an_external_file(upstream):
     assert tests[("table3", "gold", "base")]["n"] == 22 and tests[("table4", "SFT", "DPO")]["n"] == 24
     assert metrics["agreement"] == [] and metrics["judges"] == ["rule"] and metrics["wall_seconds"] > 0
 
+    targeted = metrics["targeted"]  # the per-mode subsets of notebook 01, every model, paired tests
+    assert targeted["n"] == {"orientation": 8, "viewpoint": 8, "detail": 8}
+    assert set(targeted["models"]) == {"base", "SFT", "dpo", "hae"}
+    assert {(r["model"], r["subset"]) for r in targeted["rates"] if r["measure"] == "p0"} == {
+        (m, s) for m in ("base", "SFT", "dpo", "hae") for s in ("orientation", "viewpoint", "detail", "all")}
+    assert {(t["a"], t["b"]) for t in targeted["paired_tests"]} == {("base", "SFT"), ("SFT", "dpo"), ("SFT", "hae"),
+                                                                   ("dpo", "hae")}
+    assert all(t["test"].startswith("McNemar") and 0 <= t["p_value"] <= 1 for t in targeted["paired_tests"])
+    assert {r["variant"] for r in targeted["seeded"]} == {"dpo", "hae"} and len(targeted["summary"]) == 16
+
     for stem in ("table3", "table4"):
         long = pd.read_csv(stage / f"{stem}_long.csv")
         assert tuple(long.columns) == LONG_COLUMNS and set(long["metric"]) == {"S", "Acc", "Comp", "Clar"}

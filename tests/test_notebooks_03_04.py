@@ -1,16 +1,21 @@
-"""Notebooks 01–04 under the smoke profile, as `editcaption run --profile smoke --only 01,02,03,04` runs them."""
+"""Notebooks 01–04 under the smoke profile, as `editcaption run --profile smoke --only 01,02,03,04` runs them,
+with notebook 04's budget sweep and a second training seed switched on."""
 import json
 
 import pytest
+import yaml
 
-from editcaption import runner
+from editcaption import config, runner
 from editcaption.data.preference import MODES
 from editcaption.train.hae_dpo import load_preferences
 
 
 @pytest.mark.slow
 def test_smoke_01_to_04_builds_preferences_trains_variants_and_scores(tmp_path):
-    results = runner.run_profile("smoke", only="01,02,03,04", run_name="nb04", output_root=str(tmp_path),
+    profile = tmp_path / "smoke-sweep.yaml"
+    profile.write_text(yaml.safe_dump({**config.load_profile("smoke"), "dpo_sweep_learning_rates": "1.0e-4,2.0e-4",
+                                       "dpo_seeds": "0,1"}))
+    results = runner.run_profile(str(profile), only="01,02,03,04", run_name="nb04", output_root=str(tmp_path),
                                  progress=False)
     assert [r.status for r in results] == ["ok"] * 4
     prefs_stage, dpo_stage = tmp_path / "nb04" / "03_preference_data", tmp_path / "nb04" / "04_hae_dpo"
@@ -31,7 +36,11 @@ def test_smoke_01_to_04_builds_preferences_trains_variants_and_scores(tmp_path):
         assert (prefs_stage / f"{figure}.png").exists(), figure
 
     dpo = json.loads((dpo_stage / "metrics.json").read_text())
-    assert dpo["variants"] == ["dpo", "hae"] and set(dpo["runs"]) == {"dpo", "hae"} and dpo["seeds"] == [0]
+    assert dpo["variants"] == ["dpo", "hae"] and dpo["seeds"] == [0, 1]
+    assert set(dpo["runs"]) == {"dpo", "hae", "dpo_seed1", "hae_seed1"} and dpo["runs"]["hae_seed1"]["seed"] == 1
+    sweep = {row["setting"]: row for row in dpo["sweep"]}
+    assert set(sweep) == {"SFT", "lr0.0001_nll0", "lr0.0002_nll0"} and sum(row["chosen"] for row in sweep.values()) == 1
+    assert (dpo_stage / "sweep" / "lr0.0002_nll0" / "final" / "config.json").exists()
     for variant in ("dpo", "hae"):
         train = dpo["train"][variant]
         assert train["global_step"] == 4 and train["dpo_variant"] == variant and train["reference_model"] == dpo["sft_model"]
@@ -39,11 +48,12 @@ def test_smoke_01_to_04_builds_preferences_trains_variants_and_scores(tmp_path):
         assert (dpo_stage / variant / "final" / "config.json").exists()
         assert "accelerate.commands.launch" in (dpo_stage / variant / "train.log").read_text().splitlines()[0]
     assert dpo["final_rewards"]["dpo"]["hae/margin_mean"] == 0 and dpo["final_rewards"]["hae"]["hae/margin_mean"] > 0
-    assert dpo["margins"]["n"] == counts["preference_rows"] and dpo["budget"]["learning_rate"] == 1e-4
+    assert dpo["margins"]["n"] == counts["preference_rows"] and dpo["budget"]["learning_rate"] in (1e-4, 2e-4)
+    assert dpo["train"]["hae_seed1"]["learning_rate"] == dpo["budget"]["learning_rate"]  # every run at the chosen budget
     rates = {(r["model"], r["subset"], r["measure"]) for r in dpo["validation_rates"]}
     assert {(m, s, "p0") for m in ("SFT", "dpo", "hae") for s in (*MODES, "all")} <= rates
     assert {(c["a"], c["b"]) for c in dpo["validation_comparisons"]} == {("SFT", "dpo"), ("SFT", "hae"), ("dpo", "hae")}
     assert "**dpo vs SFT**" in dpo["conclusion"] and "log p(chosen)" in dpo["conclusion"]
-    for figure in ("margin_distributions", "margin_terms", "hardness", "training_curves", "logged_margins",
+    for figure in ("sweep", "margin_distributions", "margin_terms", "hardness", "training_curves", "logged_margins",
                    "validation_rates"):
         assert (dpo_stage / f"{figure}.png").exists(), figure

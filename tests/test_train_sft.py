@@ -381,3 +381,18 @@ def test_zero3_two_cpu_processes_under_accelerate_launch(smoke_dir, pairs_dir, t
     assert sum(p.numel() for p in model.parameters()) == info["num_parameters"]
     print(f"2-process ZeRO-3 CPU run ({'moe' if moe else 'dense'}): {elapsed:.1f} s wall, "
           f"{metrics['train_runtime']:.2f} s training, {metrics['train_runtime'] / 4:.2f} s/step")
+
+
+def test_launched_processes_share_the_cpu_cores(monkeypatch):
+    """accelerate launch defaults to one thread per process (a 2-core laptop trained on one core)."""
+    import os
+
+    from editcaption.train import launch
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert launch.cpu_threads_per_process(1) == 8 and launch.cpu_threads_per_process(3) == 2
+    command = launch.accelerate_command("editcaption.train.sft", "p.yaml", num_processes=2)
+    assert command[command.index("--num_cpu_threads_per_process") + 1] == "4"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert launch.cpu_threads_per_process(2) == 3
