@@ -4,18 +4,17 @@ import json
 
 import pytest
 
-from editcaption import config, runner
+from editcaption import config
 
 TABLES = {"05_automatic_evaluation": ("table3", "table4"), "06_human_evaluation": ("table2",),
           "07_downstream_editing": ("table5",)}
 
 
 @pytest.mark.slow
-def test_smoke_profile_runs_every_notebook_and_writes_every_table_and_figure(tmp_path):
-    results = runner.run_profile("smoke", run_name="smoke", output_root=str(tmp_path), progress=False)
+def test_smoke_profile_runs_every_notebook_and_writes_every_table_and_figure(smoke_run):
+    run, results = smoke_run
     notebooks = [nb.stem for nb in config.list_notebooks()]
     assert [r.status for r in results] == ["ok"] * len(notebooks) and len(notebooks) == 9
-    run = tmp_path / "smoke"
     for stage, tables in TABLES.items():
         for table in tables:
             long = (run / stage / f"{table}_long.csv").read_text().splitlines()

@@ -1,4 +1,4 @@
-"""Notebook 01 end to end under the smoke profile: the whole construction chain and what it writes."""
+"""Notebook 01 of the shared smoke run (tests/conftest.py): the whole construction chain and what it writes."""
 import json
 import subprocess
 import sys
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from editcaption import annotation, paths, runner
+from editcaption import annotation, paths
 from editcaption.data import construct
 from editcaption.records import load_pairs
 from editcaption.train.sft import load_sft_dataset
@@ -16,17 +16,17 @@ STAGE = "01_dataset_construction"
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    results = runner.run_profile("smoke", only="01", run_name="nb01", output_root=str(root), progress=False)
-    assert [r.status for r in results] == ["ok"]
-    stage = root / "nb01" / STAGE
+def stage01(smoke_run):
+    """Notebook 01's folder and metrics in the shared smoke run (tests/conftest.py)."""
+    run, results = smoke_run
+    assert results[0].status == "ok"
+    stage = run / STAGE
     return stage, json.loads((stage / "metrics.json").read_text())
 
 
 @pytest.mark.slow
-def test_filter_and_refinement_lower_the_critical_error_share(smoke_run):
-    _, metrics = smoke_run
+def test_filter_and_refinement_lower_the_critical_error_share(stage01):
+    _, metrics = stage01
     p0 = metrics["p0_share"]
     assert 0.3 <= p0["raw captions"] <= 0.65, p0  # the teacher is calibrated at ~47 %
     assert p0["after filter"] < p0["raw captions"]
@@ -37,8 +37,8 @@ def test_filter_and_refinement_lower_the_critical_error_share(smoke_run):
 
 
 @pytest.mark.slow
-def test_funnel_counts_add_up(smoke_run):
-    _, metrics = smoke_run
+def test_funnel_counts_add_up(stage01):
+    _, metrics = stage01
     counts, filtered = metrics["funnel"], metrics["filter"]
     assert counts["pairs"] == metrics["n_pairs"] == 48
     assert counts["scored"] == filtered["n_scored"] == filtered["n_kept"] + filtered["n_below"]
@@ -49,8 +49,8 @@ def test_funnel_counts_add_up(smoke_run):
 
 
 @pytest.mark.slow
-def test_written_sets_load_and_do_not_overlap(smoke_run):
-    stage, metrics = smoke_run
+def test_written_sets_load_and_do_not_overlap(stage01):
+    stage, metrics = stage01
     train, validation = load_sft_dataset(stage / "sft" / "train"), load_sft_dataset(stage / "sft" / "validation")
     test = load_pairs(stage / "test_pairs")
     assert (len(train), len(validation), len(test)) == (metrics["n_sft_train"], metrics["n_sft_validation"], 24)
@@ -65,9 +65,9 @@ def test_written_sets_load_and_do_not_overlap(smoke_run):
 
 
 @pytest.mark.slow
-def test_papermill_with_a_human_refinement_file(smoke_run, tmp_path):
+def test_papermill_with_a_human_refinement_file(stage01, tmp_path):
     """The plain papermill command; the refinement comes from a person's file instead of the simulation."""
-    stage, _ = smoke_run
+    stage, _ = stage01
     rows = annotation.read_sheet(stage / "refinement" / "sheet.jsonl")  # the same seed exports the same sheet
     for row in rows:
         row["refined_instruction"] = "Human: " + row["candidate_instruction"]

@@ -1,16 +1,14 @@
-"""Notebooks 01 then 02 under the smoke profile, as `editcaption run --profile smoke --only 01,02` runs them."""
+"""Notebook 02 of the shared smoke run (tests/conftest.py), as `editcaption run --profile smoke` runs it."""
 import json
 
 import pytest
 
-from editcaption import runner
-
 
 @pytest.mark.slow
-def test_smoke_01_02_trains_and_scores_base_and_sft(tmp_path):
-    results = runner.run_profile("smoke", only="01,02", run_name="nb02", output_root=str(tmp_path), progress=False)
-    assert [r.status for r in results] == ["ok", "ok"]
-    stage = tmp_path / "nb02" / "02_sft"
+def test_smoke_01_02_trains_and_scores_base_and_sft(smoke_run):
+    run, results = smoke_run
+    assert [r.status for r in results[:2]] == ["ok", "ok"]
+    stage = run / "02_sft"
     metrics = json.loads((stage / "metrics.json").read_text())
     assert metrics["train"]["global_step"] == 8 and metrics["train"]["gradient_accumulation_steps"] == 1
     for model in ("base", "sft"):

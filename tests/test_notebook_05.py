@@ -23,11 +23,13 @@ FAKE_KEY = "sk-FAKE-KEY-DO-NOT-LEAK-123"
 
 
 @pytest.fixture(scope="module")
-def upstream(tmp_path_factory):
-    """Notebooks 01-04 of one smoke run, and ByteMorph-Bench and HQ-Edit parquet folders in the public schemas."""
+def upstream(tmp_path_factory, smoke_run):
+    """Notebooks 01-04 of the shared smoke run (tests/conftest.py) as `up`, and ByteMorph-Bench and HQ-Edit parquet
+    folders in the public schemas."""
     root = tmp_path_factory.mktemp("nb05")
-    results = runner.run_profile("smoke", only="01,02,03,04", run_name="up", output_root=str(root), progress=False)
-    assert [r.status for r in results] == ["ok"] * 4
+    shared, results = smoke_run
+    assert [r.status for r in results[:4]] == ["ok"] * 4
+    (root / "up").symlink_to(shared, target_is_directory=True)  # read only: each test copies it before running 05
     bm = write_hub_parquet(root / "bm-bench" / "test-00000.parquet", BM_BENCH_ROWS, BM_BENCH_FEATURES)
     write_hub_parquet(root / "hq-edit" / "train-00000.parquet", HQ_EDIT_ROWS, HQ_EDIT_FEATURES)
     return root, bm.parent
@@ -36,7 +38,7 @@ def upstream(tmp_path_factory):
 def _run_05(root, run_name, **params):
     """Notebook 05 on a copy of the upstream run, with the smoke profile plus `params`."""
     if not (root / run_name).exists():
-        shutil.copytree(root / "up", root / run_name, ignore=shutil.ignore_patterns(STAGE, "*.ipynb"))
+        shutil.copytree(root / "up", root / run_name, ignore=shutil.ignore_patterns(STAGE, "06_*", "07_*", "08_*", "html", "*.ipynb"))
     profile = {**config.load_profile("smoke"), **params}
     path = root / f"{run_name}.yaml"
     path.write_text(yaml.safe_dump(profile))
@@ -85,9 +87,10 @@ def test_smoke_05_scores_our_models_and_an_external_file(upstream):
 
     targeted = metrics["targeted"]  # the per-mode subsets of notebook 01, every model, paired tests
     assert targeted["n"] == {"orientation": 8, "viewpoint": 8, "detail": 8}
-    assert set(targeted["models"]) == {"base", "SFT", "dpo", "hae"}
+    models = ("base", "SFT", "dpo", "hae", "dpo_seed1", "hae_seed1")  # the shared run trains seeds 0 and 1
+    assert set(targeted["models"]) == set(models)
     assert {(r["model"], r["subset"]) for r in targeted["rates"] if r["measure"] == "p0"} == {
-        (m, s) for m in ("base", "SFT", "dpo", "hae") for s in ("orientation", "viewpoint", "detail", "all")}
+        (m, s) for m in models for s in ("orientation", "viewpoint", "detail", "all")}
     assert {(t["a"], t["b"]) for t in targeted["paired_tests"]} == {("base", "SFT"), ("SFT", "dpo"), ("SFT", "hae"),
                                                                    ("dpo", "hae")}
     assert all(t["test"].startswith("McNemar") and 0 <= t["p_value"] <= 1 for t in targeted["paired_tests"])

@@ -1,10 +1,9 @@
-"""Notebook 07 under the smoke profile after 01–04: the CPU table 5 and its files (skipping: tests/test_editor.py)."""
+"""Notebook 07 of the shared smoke run (tests/conftest.py): the CPU table 5 and its files (skipping: tests/test_editor.py)."""
 import json
 
 import pandas as pd
 import pytest
 
-from editcaption import runner
 from editcaption.downstream import read_instructpix2pix
 from editcaption.downstream.editor import TrainedEditor
 from editcaption.reporting import tables
@@ -14,16 +13,16 @@ LABELS = ["base (no SFT)", "SFT", "HAE-DPO (hae)", "teacher (simulated)", "GT in
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nb07")
-    results = runner.run_profile("smoke", only="01,02,03,04,07", run_name="nb07", output_root=str(root), progress=False)
-    assert [r.status for r in results] == ["ok"] * 5
-    return root
+def run(smoke_run):
+    """The shared smoke run (tests/conftest.py), every notebook of it run."""
+    folder, results = smoke_run
+    assert [r.status for r in results] == ["ok"] * len(results) and len(results) == 9
+    return folder
 
 
 @pytest.mark.slow
 def test_smoke_07_trains_an_editor_per_captioner_and_writes_table5(run):
-    stage = run / "nb07" / STAGE
+    stage = run / STAGE
     metrics = json.loads((stage / "metrics.json").read_text())
     assert metrics["skipped"] == {} and set(metrics["captioners"]) == {"base", "sft", "hae_dpo", "teacher", "gt"}
     assert set(metrics["results"]) == {*LABELS, "identity (no edit)"}  # metrics.json sorts its keys

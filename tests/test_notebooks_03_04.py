@@ -1,24 +1,18 @@
-"""Notebooks 01–04 under the smoke profile, as `editcaption run --profile smoke --only 01,02,03,04` runs them,
-with notebook 04's budget sweep and a second training seed switched on."""
+"""Notebooks 03–04 of the shared smoke run (tests/conftest.py: the smoke profile with notebook 04's budget sweep
+and a second training seed switched on)."""
 import json
 
 import pytest
-import yaml
 
-from editcaption import config, runner
 from editcaption.data.preference import MODES
 from editcaption.train.hae_dpo import load_preferences
 
 
 @pytest.mark.slow
-def test_smoke_01_to_04_builds_preferences_trains_variants_and_scores(tmp_path):
-    profile = tmp_path / "smoke-sweep.yaml"
-    profile.write_text(yaml.safe_dump({**config.load_profile("smoke"), "dpo_sweep_learning_rates": "1.0e-4,2.0e-4",
-                                       "dpo_seeds": "0,1"}))
-    results = runner.run_profile(str(profile), only="01,02,03,04", run_name="nb04", output_root=str(tmp_path),
-                                 progress=False)
-    assert [r.status for r in results] == ["ok"] * 4
-    prefs_stage, dpo_stage = tmp_path / "nb04" / "03_preference_data", tmp_path / "nb04" / "04_hae_dpo"
+def test_smoke_01_to_04_builds_preferences_trains_variants_and_scores(smoke_run):
+    run, results = smoke_run
+    assert [r.status for r in results[:4]] == ["ok"] * 4
+    prefs_stage, dpo_stage = run / "03_preference_data", run / "04_hae_dpo"
 
     prefs = json.loads((prefs_stage / "metrics.json").read_text())
     counts, tagging = prefs["counts"], prefs["tagging"]
@@ -28,7 +22,13 @@ def test_smoke_01_to_04_builds_preferences_trains_variants_and_scores(tmp_path):
     assert counts["corrected"] == counts["rejected"] == tagging["n_rejected"] and prefs["correction"]["annotator"] == "simulated"
     assert prefs["chosen"]["chosen_sources"].get("correction", 0) >= 0.9 * counts["corrected"]  # minimal corrections
     assert prefs["chosen"]["by_source"]["correction"]["median"] <= 6 and prefs["mining"]["n_samples"] == 0
-    assert counts["preference_rows"] == counts["balanced"] > 0 and set(prefs["shortfall"].values()) == {0}
+    assert counts["preference_rows"] == counts["balanced"] > 0
+    bal = prefs["balance"]  # a mode with >= min_mode_rows rows fills its quota; a rarer one keeps all it has, no padding
+    for mode in MODES:
+        assert bal["taken"][mode] == min(bal["target"][mode], bal["available"][mode]), mode
+        assert prefs["shortfall"][mode] == bal["target"][mode] - bal["taken"][mode], mode
+        assert bal["available"][mode] < 20 or prefs["shortfall"][mode] == 0, mode  # notebook 03's min_mode_rows
+    assert sum(bal["taken"].values()) == counts["balanced"]
     assert set(prefs["achieved_mix"]) == set(MODES) and sum(prefs["severity_counts"].values()) == counts["balanced"]
     rows, skipped = load_preferences(prefs["preference_data_path"])
     assert len(rows) == counts["preference_rows"] and not skipped
