@@ -30,7 +30,7 @@ datasets.disable_progress_bars()
 PRESETS, ROWS, SIZE, BATCH, STEPS, WARMUP, CPU_THREADS = ("smoke", "demo"), 16, 128, 4, 30, 3, 1
 
 
-def _preference_rows(n: int, size: int) -> list[dict]:
+def preference_rows(n: int, size: int) -> list[dict]:
     rows = []
     for i in range(n):
         images = []
@@ -46,8 +46,8 @@ def _preference_rows(n: int, size: int) -> list[dict]:
     return rows
 
 
-def _trainer(trainer_class, config_class, model_dir: Path, rows, out: Path, **config):
-    args = config_class(output_dir=str(out), per_device_train_batch_size=BATCH, report_to="none", max_length=None,
+def _trainer(trainer_class, config_class, model_dir: Path, rows, out: Path, batch: int, **config):
+    args = config_class(output_dir=str(out), per_device_train_batch_size=batch, report_to="none", max_length=None,
                         bf16=torch.cuda.is_available(), gradient_checkpointing=False, seed=0, **config)
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
     trainer = trainer_class(model=model, args=args, train_dataset=rows,
@@ -76,11 +76,11 @@ def run(presets: tuple[str, ...] = PRESETS, steps: int = STEPS) -> dict:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             data = Path(tmp) / "prefs"
-            datasets.Dataset.from_list(_preference_rows(ROWS, SIZE), features=PREFERENCE_FEATURES).save_to_disk(
+            datasets.Dataset.from_list(preference_rows(ROWS, SIZE), features=PREFERENCE_FEATURES).save_to_disk(
                 str(data))
             rows = load_preferences(data)[0]
             for preset in presets:
-                results[preset] = _compare(build_tiny_model(preset, Path(tmp) / preset), rows, Path(tmp), steps)
+                results[preset] = compare(build_tiny_model(preset, Path(tmp) / preset), rows, Path(tmp), steps)
     finally:
         torch.set_num_threads(threads)
     for preset, r in results.items():
@@ -91,22 +91,24 @@ def run(presets: tuple[str, ...] = PRESETS, steps: int = STEPS) -> dict:
     return results
 
 
-def _compare(model_dir: Path, rows, tmp: Path, steps: int) -> dict:
-    hae = _trainer(HAEDPOTrainer, HAEDPOConfig, model_dir, rows, tmp / "hae", hae_variant="hae")
-    dpo = _trainer(DPOTrainer, DPOConfig, model_dir, rows, tmp / "dpo")
+def compare(model_dir: Path, rows, tmp: Path, steps: int, *, batch: int = BATCH, warmup: int = WARMUP,
+            image_size: int = SIZE) -> dict:
+    """Median seconds per `training_step` of HAE-DPO (full margin) and TRL DPO from `model_dir`, alternating."""
+    hae = _trainer(HAEDPOTrainer, HAEDPOConfig, model_dir, rows, tmp / "hae", batch, hae_variant="hae")
+    dpo = _trainer(DPOTrainer, DPOConfig, model_dir, rows, tmp / "dpo", batch)
     times: dict[str, list[float]] = {"hae": [], "dpo": []}
-    for n in range(steps + WARMUP):
-        indices = [(n * BATCH + j) % ROWS for j in range(BATCH)]
+    for n in range(steps + warmup):
+        indices = [(n * batch + j) % len(rows) for j in range(batch)]
         for name, trainer in (("hae", hae), ("dpo", dpo)) if n % 2 else (("dpo", dpo), ("hae", hae)):
             seconds = _timed_step(trainer, trainer.data_collator([rows[i] for i in indices]))
             trainer._metrics["train"].clear()  # what log() does every logging window
-            if n >= WARMUP:
+            if n >= warmup:
                 times[name].append(seconds)
     hae_s, dpo_s = statistics.median(times["hae"]), statistics.median(times["dpo"])
     return {"hae_s_per_step": hae_s, "dpo_s_per_step": dpo_s, "ratio": hae_s / dpo_s,
             "hae_min_s": min(times["hae"]), "dpo_min_s": min(times["dpo"]),
-            "min_ratio": min(times["hae"]) / min(times["dpo"]), "steps": steps, "batch": BATCH,
-            "image_size": SIZE, "device": str(hae.args.device),
+            "min_ratio": min(times["hae"]) / min(times["dpo"]), "steps": steps, "batch": batch,
+            "image_size": image_size, "device": str(hae.args.device),
             "cpu_threads": None if torch.cuda.is_available() else torch.get_num_threads()}
 
 

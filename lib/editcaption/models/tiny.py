@@ -64,6 +64,34 @@ PRESETS: dict[str, dict] = {
         },
         "moe": {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 64},
     },
+    # Qwen3-VL-2B's dimensions (its hub config), random weights: the GPU check's model (benchmarks/gpu_check.py).
+    # The tokenizer stays the small local one; the embedding and LM head get Qwen's 151936 rows.
+    "qwen3vl-2b-shape": {
+        "tokenizer_vocab_size": 1024,
+        "max_pixels": 1024 * 1024,  # 1024 vision tokens per image (the paper's max sequence length is 8192)
+        "text": {
+            "vocab_size": 151936,
+            "hidden_size": 2048,
+            "intermediate_size": 6144,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 8,
+            "head_dim": 128,
+            "max_position_embeddings": 32768,
+            "rope_theta": 5_000_000.0,
+            "mrope_section": [24, 20, 20],
+            "tie_word_embeddings": True,
+        },
+        "vision": {
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "depth": 24,
+            "num_heads": 16,
+            "num_position_embeddings": 2304,
+            "deepstack_visual_indexes": [5, 11, 17],
+        },
+        "moe": {"num_experts": 128, "num_experts_per_tok": 8, "moe_intermediate_size": 768},
+    },
 }
 
 # Qwen3-VL image geometry: 16 px patches, 2x2 merge -> one vision token per 32x32 px.
@@ -180,14 +208,14 @@ def qwen3_vl_chat_template() -> str:
     return (resources.files("trl") / "chat_templates" / "qwen3_vl.jinja").read_text(encoding="utf-8")
 
 
-def _build_processor(tokenizer):
+def _build_processor(tokenizer, max_pixels: int = MAX_PIXELS):
     from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
     geometry = {"patch_size": PATCH_SIZE, "merge_size": MERGE_SIZE, "temporal_patch_size": TEMPORAL_PATCH_SIZE}
     norm = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}  # Qwen3-VL's normalisation
-    size = {"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS}
+    size = {"shortest_edge": MIN_PIXELS, "longest_edge": max_pixels}
     image_processor = Qwen2VLImageProcessor(size=size, **geometry, **norm)
-    video_processor = Qwen3VLVideoProcessor(size={"shortest_edge": MIN_PIXELS, "longest_edge": 16 * MAX_PIXELS}, **geometry, **norm)
+    video_processor = Qwen3VLVideoProcessor(size={"shortest_edge": MIN_PIXELS, "longest_edge": 16 * max_pixels}, **geometry, **norm)
     return Qwen3VLProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
@@ -201,6 +229,8 @@ def _build_config(preset: dict, tokenizer, moe: bool):
 
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token, _ in QWEN_ADDED_TOKENS}
     text = dict(preset["text"])
+    vocab_size = max(len(tokenizer), text.pop("vocab_size", 0))  # a real-shaped preset keeps its embedding rows
+    tie = text.pop("tie_word_embeddings", False)
     rope = {
         "rope_type": "default",
         "rope_theta": text.pop("rope_theta"),
@@ -209,12 +239,12 @@ def _build_config(preset: dict, tokenizer, moe: bool):
     }
     text_config = {
         **text,
-        "vocab_size": len(tokenizer),
+        "vocab_size": vocab_size,
         "rope_parameters": rope,
         "pad_token_id": ids["<|endoftext|>"],
         "bos_token_id": ids["<|endoftext|>"],
         "eos_token_id": ids["<|im_end|>"],
-        "tie_word_embeddings": False,
+        "tie_word_embeddings": tie,
         "dtype": "float32",
     }
     if moe:
@@ -234,9 +264,22 @@ def _build_config(preset: dict, tokenizer, moe: bool):
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie,
         dtype="float32",
     )
+
+
+def tiny_model_parts(preset: str, *, moe: bool = False, corpus: list[str] | None = None):
+    """(processor, config) of a preset, nothing written: the model is `model_class._from_config(config)`."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown tiny-model preset {preset!r}; expected one of {sorted(PRESETS)}")
+    spec = PRESETS[preset]
+    tokenizer = _train_tokenizer(
+        list(corpus) if corpus is not None else default_corpus(),
+        spec["tokenizer_vocab_size"],
+        spec["text"]["max_position_embeddings"],
+    )
+    return _build_processor(tokenizer, spec.get("max_pixels", MAX_PIXELS)), _build_config(spec, tokenizer, moe)
 
 
 def build_tiny_model(
@@ -246,19 +289,10 @@ def build_tiny_model(
     import torch
     from transformers import GenerationConfig, Qwen3VLForConditionalGeneration, Qwen3VLMoeForConditionalGeneration
 
-    if preset not in PRESETS:
-        raise ValueError(f"unknown tiny-model preset {preset!r}; expected one of {sorted(PRESETS)}")
-    spec = PRESETS[preset]
+    processor, config = tiny_model_parts(preset, moe=moe, corpus=corpus)
+    tokenizer = processor.tokenizer
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-
-    tokenizer = _train_tokenizer(
-        list(corpus) if corpus is not None else default_corpus(),
-        spec["tokenizer_vocab_size"],
-        spec["text"]["max_position_embeddings"],
-    )
-    processor = _build_processor(tokenizer)
-    config = _build_config(spec, tokenizer, moe)
 
     model_class = Qwen3VLMoeForConditionalGeneration if moe else Qwen3VLForConditionalGeneration
     torch.manual_seed(seed)
@@ -279,7 +313,7 @@ def build_tiny_model(
         "architecture": model_class.__name__,
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "vocab_size": len(tokenizer),
-        "max_image_tokens": MAX_IMAGE_TOKENS,
+        "max_image_tokens": PRESETS[preset].get("max_pixels", MAX_PIXELS) // (PATCH_SIZE * MERGE_SIZE) ** 2,
     }
     (out / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return out
