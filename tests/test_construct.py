@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from editcaption import annotation
+from editcaption import annotation, jsonl_cache
 from editcaption.data import construct, scorers, synthetic, teacher
 from editcaption.records import RecordError
 from editcaption.train.sft import load_sft_dataset
@@ -127,6 +127,21 @@ def test_failing_scorer_is_counted_never_invented(pairs, candidates, tmp_path):
     again = FlakyScorer()
     rerun = construct.score_and_filter(pairs, candidates, again, cache_path=cache)
     assert again.calls == len(expect_failed) and rerun.kept == result.kept
+
+
+def test_score_cache_after_a_kill_keeps_the_next_runs_first_record(pairs, candidates, tmp_path):
+    """A run killed mid-line leaves a torn last line; the next run's first new score must start a line of its own
+    (it used to be glued onto the torn line and lost, and so scored again on the run after)."""
+    cache = tmp_path / "scores.jsonl"
+    scorer = scorers.make_scorer("rule-standin")
+    first = {pid: candidates[pid] for pid in pairs["id"][:3]}
+    construct.score_and_filter(pairs.select(range(3)), first, scorer, cache_path=cache)
+    with cache.open("ab") as raw:
+        raw.write(b'{"id": "torn", "instruction": "Move th')
+    construct.score_and_filter(pairs, candidates, scorer, cache_path=cache)
+    records, torn = jsonl_cache.read_records(cache, required=("id",))
+    ids = [r["id"] for r in records]
+    assert torn == [4] and sorted(ids) == sorted(pairs["id"]) and len(set(ids)) == len(ids)
 
 
 def test_filter_keeps_scores_at_or_above_the_threshold(pairs, candidates):

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 from urllib.parse import urlparse
 
+from editcaption import jsonl_cache
 from editcaption.prompts import INSTRUCTION_PROMPT, PROMPT_VERSION, generate_instructions
 from editcaption.records import RecordError
 
@@ -190,31 +191,14 @@ def read_cache(path: str | Path) -> list[dict]:
 
 def _read_lines(path: Path) -> tuple[list[dict], list[int]]:
     """The cache's records and the numbers of the lines that are not JSON (a run killed mid-write)."""
-    if not path.exists():
-        return [], []
-    records, bad = [], []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
-                bad.append(number)
-                continue
-            for field in CACHE_FIELDS:
-                if not isinstance(item, dict) or field not in item:
-                    raise RecordError("not a caption-cache line (use another cache_path)", file=path, row=number,
-                                      field=field)
-            records.append(item)
-    return records, bad
+    return jsonl_cache.read_records(path, required=CACHE_FIELDS, what="caption-cache")
 
 
-def _cache_line(caption: Caption, backend: str, model: str, version: str) -> str:
+def _cache_record(caption: Caption, backend: str, model: str, version: str) -> dict:
     item = asdict(caption)
     item.pop("cached")
     item.update(backend=backend, model=model, prompt_version=version)
-    return json.dumps(item, ensure_ascii=False) + "\n"
+    return item
 
 
 def _from_cache(item: dict) -> Caption:
@@ -224,23 +208,17 @@ def _from_cache(item: dict) -> Caption:
 
 
 class _CacheWriter:
-    """Appends one flushed JSONL line per caption; repairs a last line cut off by a killed run."""
+    """Appends one flushed JSONL line per caption (`jsonl_cache.AppendWriter`: a torn last line is repaired)."""
 
     def __init__(self, path: Path, backend: str, model: str, version: str):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = path.open("a+b")
-        if self.handle.tell():
-            self.handle.seek(-1, os.SEEK_END)
-            if self.handle.read(1) != b"\n":
-                self.handle.write(b"\n")
+        self.writer = jsonl_cache.AppendWriter(path)
         self.key = (backend, model, version)
 
     def write(self, caption: Caption) -> None:
-        self.handle.write(_cache_line(caption, *self.key).encode("utf-8"))
-        self.handle.flush()
+        self.writer.append(_cache_record(caption, *self.key))
 
     def close(self) -> None:
-        self.handle.close()
+        self.writer.close()
 
 
 # ----------------------------------------------------------------------------------------- the interface

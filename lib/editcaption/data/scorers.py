@@ -25,11 +25,15 @@ interrupted run resumes where it stopped.
 """
 from __future__ import annotations
 
-import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+from editcaption import jsonl_cache
+
+log = logging.getLogger(__name__)
 
 SCORE_FIELDS = ("prompt_following", "consistency", "perceptual_quality", "overall")
 SCALE = (0.0, 10.0)
@@ -159,16 +163,13 @@ def _pil(image: Any):
 
 
 def _read_cache(path: Path, scorer_name: str) -> dict[tuple[str, str], dict]:
-    cached = {}
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by an interrupted run is scored again
-            if item.get("scorer") == scorer_name and item.get("scores") is not None:
-                cached[(item["id"], item["instruction"])] = item["scores"]
-    return cached
+    """Successful scores of `scorer_name` by (id, instruction); a torn line (a killed run) is scored again."""
+    records, torn = jsonl_cache.read_records(path, required=("id", "instruction", "scorer", "scores"),
+                                             what="score-cache")
+    if torn:
+        log.warning("%s: skipped %d unreadable line(s) (a run killed while writing)", path, len(torn))
+    return {(item["id"], item["instruction"]): item["scores"] for item in records
+            if item["scorer"] == scorer_name and item["scores"] is not None}
 
 
 def score_pairs(scorer, pairs: Sequence[Mapping[str, Any]], instructions: Sequence[str], *,
@@ -184,10 +185,7 @@ def score_pairs(scorer, pairs: Sequence[Mapping[str, Any]], instructions: Sequen
     path = Path(cache_path) if cache_path is not None else None
     cached = _read_cache(path, scorer.name) if path is not None else {}
     out: list[Scored] = []
-    sink = None
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sink = path.open("a", encoding="utf-8")
+    sink = jsonl_cache.AppendWriter(path) if path is not None else None
     try:
         for pair, instruction in tqdm(zip(pairs, instructions), total=len(pairs), desc=f"score ({scorer.name})",
                                       disable=not progress):
@@ -201,9 +199,8 @@ def score_pairs(scorer, pairs: Sequence[Mapping[str, Any]], instructions: Sequen
                 item = Scored(pair["id"], instruction, None, f"{type(exc).__name__}: {exc}")
             out.append(item)
             if sink is not None:
-                sink.write(json.dumps({"id": item.id, "instruction": instruction, "scorer": scorer.name,
-                                       "scores": item.scores, "error": item.error}) + "\n")
-                sink.flush()
+                sink.append({"id": item.id, "instruction": instruction, "scorer": scorer.name,
+                             "scores": item.scores, "error": item.error})
     finally:
         if sink is not None:
             sink.close()

@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 import pandas as pd
 
-from editcaption import generation
+from editcaption import generation, jsonl_cache
 from editcaption.eval import rubric
 from editcaption.eval.judge_prompts import (COMPLETENESS_VALUES, DIMENSIONS, INTEGER_SCORES, PROMPT_VERSION, SCORE_RANGE,
                                             build_prompt)
@@ -223,33 +222,16 @@ class _Accounts:
 # ------------------------------------------------------------------------------------------------ cache
 
 class _JudgeCache:
-    """The append-only JSONL reply cache: reads the reusable replies, appends one flushed line per reply."""
+    """The judge's reply cache (`jsonl_cache`): reads the reusable replies, appends one flushed line per reply."""
 
     def __init__(self, path: Path, scrub):
         self.path, self.scrub = path, scrub
-        self.entries: dict[tuple, dict] = {}
-        self.handle = None
-        if path.exists():
-            self._read()
-
-    def _read(self) -> None:
-        bad = 0
-        with self.path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    bad += 1  # a line cut off by a killed run
-                    continue
-                for field in (*CACHE_KEY, "status", "retryable", "reply", "kind"):
-                    if not isinstance(entry, dict) or field not in entry:
-                        raise RecordError("not an LLM-judge cache line (use another cache path)", file=self.path,
-                                          row=number, field=field)
-                self.entries[tuple(entry[k] for k in CACHE_KEY)] = entry
-        if bad:
-            log.warning("%s: skipped %d unreadable line(s) (a run killed while writing)", self.path, bad)
+        records, torn = jsonl_cache.read_records(path, required=(*CACHE_KEY, "status", "retryable", "reply", "kind"),
+                                                 what="LLM-judge cache")
+        self.entries: dict[tuple, dict] = {tuple(entry[k] for k in CACHE_KEY): entry for entry in records}
+        if torn:
+            log.warning("%s: skipped %d unreadable line(s) (a run killed while writing)", self.path, len(torn))
+        self.writer = jsonl_cache.AppendWriter(path)
 
     def reusable(self, key: tuple) -> dict | None:
         """The cached reply for `key` unless it was a request failure worth asking again."""
@@ -259,25 +241,15 @@ class _JudgeCache:
         return entry
 
     def append(self, key: tuple, verdict: Verdict, caption: generation.Caption) -> None:
-        if self.handle is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.handle = self.path.open("a+b")
-            if self.handle.tell():  # repair a last line cut off by a killed run
-                self.handle.seek(-1, os.SEEK_END)
-                if self.handle.read(1) != b"\n":
-                    self.handle.write(b"\n")
         entry = {**dict(zip(CACHE_KEY, key)), "status": "ok" if verdict.ok else "failed", "score": verdict.score,
                  "kind": verdict.kind, "reason": self.scrub(verdict.reason), "reasoning": self.scrub(verdict.reasoning),
                  "retryable": caption.retryable, "reply": self.scrub(caption.instruction) if caption.ok else None,
                  "usage": caption.usage, "finish_reason": caption.finish_reason, "attempts": caption.attempts}
-        self.handle.write((json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8"))
-        self.handle.flush()
+        self.writer.append(entry)
         self.entries[key] = entry
 
     def close(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
+        self.writer.close()
 
 
 def _cached_verdict(dimension: str, entry: dict) -> Verdict:
