@@ -208,3 +208,10 @@ def test_compare_evaluation_scores_the_reference_perfectly_and_a_wrong_kind_as_w
                for r in replies]
     wrong = pt.evaluate_descriptions(None, None, n=6, max_objects=2, compare=True)
     assert wrong["accuracy"] == {"differences": 0.0, "change_kind": 0.0}
+
+
+def test_pretraining_shows_a_progress_bar_not_a_line_per_step(tmp_path, capsys):
+    result = pt.pretrain_tiny("smoke", 3, 0, tmp_path, image_size=64, batch_size=2)
+    out = capsys.readouterr()
+    assert len(result["losses"]) == 3  # every step's loss is still logged
+    assert "'loss'" not in out.out and "pretrain-tiny" in out.err and "3/3" in out.err

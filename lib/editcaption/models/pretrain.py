@@ -494,6 +494,28 @@ def _stop_after(steps: int):
     return StopAfter()
 
 
+def _progress_bar(total: int):
+    """A tqdm bar over the optimizer steps with the last logged loss, in place of one printed dict per step."""
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+
+    class ProgressBar(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.bar = tqdm(total=total, desc="pretrain-tiny", unit="step")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.bar.close()
+
+    return ProgressBar()
+
+
 def pretrain_tiny(preset: str, steps: int, seed: int, out: str | Path, *, image_size: int = 96,
                   batch_size: int = 16, learning_rate: float = 2e-3, vision_lr_scale: float = 1.0,
                   warmup_ratio: float = 0.05, pair_rate: float = PAIR_RATE, curriculum_ratio: float = CURRICULUM_RATIO,
@@ -503,6 +525,7 @@ def pretrain_tiny(preset: str, steps: int, seed: int, out: str | Path, *, image_
     stream and save it to `out`; returns {losses, final_dir, train_runtime}. `stop_after` ends the run early
     under the same schedule (determinism checks); `freeze_encoder` keeps the vision encoder at its init."""
     import torch
+    from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig
 
     from editcaption.models.loading import load_model_and_processor
@@ -533,7 +556,8 @@ def pretrain_tiny(preset: str, steps: int, seed: int, out: str | Path, *, image_
     trainer_class.vision_lr_scale = vision_lr_scale
     trainer = trainer_class(model=model, args=args, train_dataset=dataset.map(
         lambda r: {"prompt": _strip_none(r["prompt"]), "completion": _strip_none(r["completion"])}),
-        processing_class=processor, callbacks=[_stop_after(stop_after)] if stop_after else None)
+        processing_class=processor, callbacks=[_progress_bar(steps)] + ([_stop_after(stop_after)] if stop_after else []))
+    trainer.remove_callback(PrinterCallback)  # logging_steps=1 keeps every loss; the bar shows them, not 6000 lines
     result = trainer.train()
     losses = [round(h["loss"], 6) for h in trainer.state.log_history if "loss" in h]
     final_dir = out / "final"
