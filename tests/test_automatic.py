@@ -186,6 +186,7 @@ def test_tables_3_and_4_are_written_with_cis_and_delta(tmp_path):
     eval_figures.plot_group_scores(scores, "category", save=tmp_path / "groups.png")
     eval_figures.plot_judge_scatter(pd.concat([scores, scores.assign(judge="x")]), "rule", "x", save=tmp_path / "sc.png")
     assert (tmp_path / "groups.png").exists() and (tmp_path / "sc.png").exists()
+    assert (tmp_path / "groups.pdf").read_bytes().startswith(b"%PDF")  # every figure also as PDF
 
 
 def test_write_instruction_files(tmp_path):

@@ -11,10 +11,14 @@ CATEGORY_COLORS = {"semantic": "#4C72B0", "stylistic": "#DD8452", "structural": 
 
 
 def _finish(fig, save: str | Path | None):
-    """Lay the figure out, save it when asked, and return it (so a notebook cell shows it)."""
+    """Lay the figure out, save it when asked (a .png also as a .pdf beside it), and return it (so a notebook
+    cell shows it)."""
     fig.tight_layout()
     if save:
+        save = Path(save)
         fig.savefig(save, dpi=110)
+        if save.suffix == ".png":
+            fig.savefig(save.with_suffix(".pdf"))  # the vector copy for papers and slides
     return fig
 
 
