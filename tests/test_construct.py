@@ -3,6 +3,7 @@ import builtins
 import json
 import math
 
+import datasets
 import pytest
 
 from editcaption import annotation, jsonl_cache
@@ -205,6 +206,8 @@ def test_sft_set_loads_for_training_and_splits_do_not_overlap(pairs, tmp_path):
     assert (len(sft["train"]), len(sft["validation"])) == (24, 6)
     saved = construct.save_sft_set(sft, tmp_path / "sft")
     train = load_sft_dataset(saved["train"])
+    parquet = datasets.Dataset.from_parquet(str(tmp_path / "sft" / "train.parquet"))  # the same rows, as parquet
+    assert parquet["id"] == train["id"] and parquet[0]["images"][0].size == (128, 128)
     row = train[0]
     assert set(train.column_names) == {"images", "prompt", "completion", "id", "edit_type", "category"}
     assert len(row["images"]) == 2 and row["images"][0].size == (128, 128)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 
+import datasets
 import pytest
 import torch
 
@@ -134,6 +135,8 @@ def test_written_set_loads_with_load_preferences_and_is_disjoint(corrected, tmp_
     folder = preference.save_preference_set(prefs, tmp_path / "preferences")
     trl_rows, skipped = load_preferences(folder)
     assert len(trl_rows) == len(prefs) and not skipped
+    parquet = datasets.Dataset.from_parquet(str(tmp_path / "preferences.parquet"))
+    assert parquet["id"] == prefs["id"] and parquet["rejected"] == prefs["rejected"]
     table = preference.mode_severity_counts(prefs)
     assert int(table.values.sum()) == len(prefs) and list(table.index) == list(preference.MODES)
     assert len(preference.preference_example_ids(prefs, 1)) == sum(1 for m in preference.MODES if table.loc[m].sum())

@@ -142,6 +142,15 @@ def save_pairs(ds: datasets.Dataset, out_dir: str | Path) -> Path:
     return out_dir
 
 
+def save_dataset(ds: datasets.Dataset, out_dir: str | Path) -> Path:
+    """`save_to_disk` into out_dir (what training reads) and the same rows as `<out_dir>.parquet` beside it
+    (images embedded), for pandas, DuckDB or `datasets.load_dataset("parquet", ...)`."""
+    out_dir = Path(out_dir)
+    ds.save_to_disk(str(out_dir))
+    ds.to_parquet(str(out_dir.with_suffix(".parquet")))
+    return out_dir
+
+
 def load_train_split(path: str | Path, what: str) -> datasets.Dataset:
     """A saved `datasets` folder (its 'train' split when it holds a DatasetDict); `what` names it in errors."""
     folder = Path(path)

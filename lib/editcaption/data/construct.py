@@ -331,12 +331,9 @@ def build_sft_set(pairs: datasets.Dataset, instructions: Mapping[str, str], *, v
 
 
 def save_sft_set(sft: datasets.DatasetDict, out_dir: str | Path) -> dict[str, Path]:
-    """Save each split as its own `datasets` folder: out_dir/train, out_dir/validation."""
-    out = {}
-    for name, split in sft.items():
-        out[name] = Path(out_dir) / name
-        split.save_to_disk(str(out[name]))
-    return out
+    """Save each split as its own `datasets` folder, out_dir/train and out_dir/validation, and as parquet beside
+    it (out_dir/train.parquet, ...)."""
+    return {name: records.save_dataset(split, Path(out_dir) / name) for name, split in sft.items()}
 
 
 # --------------------------------------------------------------------------------- 5 · test split

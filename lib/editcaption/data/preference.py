@@ -340,11 +340,11 @@ def build_preference_set(pairs: datasets.Dataset, corrections: Corrections, ids:
 
 
 def save_preference_set(preferences: datasets.Dataset, out_dir: str | Path) -> Path:
-    """Save as a `datasets` folder and read it back through `hae_dpo.load_preferences` (the trainer's check)."""
+    """Save as a `datasets` folder (and `<out_dir>.parquet` beside it) and read it back through
+    `hae_dpo.load_preferences` (the trainer's check)."""
     from editcaption.train.hae_dpo import load_preferences
 
-    out_dir = Path(out_dir)
-    preferences.save_to_disk(str(out_dir))
+    out_dir = records.save_dataset(preferences, out_dir)
     load_preferences(out_dir)
     return out_dir
 
