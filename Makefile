@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 TORCH_PIP_ARGS ?=
 
-.PHONY: setup browser demo test lab bench lint clean-outputs
+.PHONY: setup browser demo test lab bench lint constraints clean-outputs
 
 setup: $(VENV)/.installed browser
 
@@ -17,8 +17,9 @@ browser:
 	  { apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; } ; } || \
 	  echo "chromium is not installed: tests/test_site.py will skip (run: apt-get install chromium)"
 
-$(VENV)/.installed: pyproject.toml Makefile
-	$(PYTHON) -m venv $(VENV) && $(BIN)/pip install $(TORCH_PIP_ARGS) $(TORCH_PIN) && $(BIN)/pip install -e ".[dev]" && $(BIN)/python -m ipykernel install --sys-prefix --name editcaption --display-name "EditCaption (.venv)" && touch $@
+# constraints.txt: the tested versions of every other package (`make constraints` rewrites it from .venv).
+$(VENV)/.installed: pyproject.toml Makefile constraints.txt
+	$(PYTHON) -m venv $(VENV) && $(BIN)/pip install $(TORCH_PIP_ARGS) $(TORCH_PIN) && $(BIN)/pip install -c constraints.txt -e ".[dev]" && $(BIN)/python -m ipykernel install --sys-prefix --name editcaption --display-name "EditCaption (.venv)" && touch $@
 
 demo: setup
 	$(BIN)/editcaption run --profile demo
@@ -34,6 +35,10 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check lib tests benchmarks
+
+constraints:
+	{ echo "# Tested versions of what make setup installs besides the torch pair; rewritten by make constraints."; \
+	  $(BIN)/pip freeze --exclude-editable | grep -v -E '^(torch|torchvision|triton|nvidia-.*|pip|setuptools|wheel)=='; } > constraints.txt
 
 clean-outputs:
 	rm -rf outputs
