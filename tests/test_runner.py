@@ -8,25 +8,27 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from editcaption import paths, runner
+from editcaption import config, paths, runner
 
 ROOT = paths.repo_root()
 BIN = Path(sys.executable).parent
 
 
 @pytest.mark.slow
-def test_run_smoke_profile_writes_executed_notebook_and_metrics(tmp_path):
-    results = runner.run_profile("smoke", only="01", run_name="t", output_root=str(tmp_path), progress=False)
-    assert [r.status for r in results] == ["ok"]
-    stage = tmp_path / "t" / "01_dataset_construction"
+def test_run_smoke_profile_writes_executed_notebook_and_metrics(smoke_run):
+    """`editcaption run --profile smoke` (the session's shared run): each executed notebook, metrics and run.json."""
+    run, results = smoke_run
+    assert [r.status for r in results] == ["ok"] * len(results) and len(results) == len(config.list_notebooks())
+    stage = run / "01_dataset_construction"
     metrics = json.loads((stage / "metrics.json").read_text())
     assert metrics["n_pairs"] == 48
     assert abs(sum(metrics["category_share"].values()) - 1) < 1e-9
     assert (stage / "figure2_distribution.png").stat().st_size > 10_000
     assert (stage / "examples.png").exists() and (stage / "pairs" / "state.json").exists()
-    assert (tmp_path / "t" / "01_dataset_construction.ipynb").exists()
-    summary = json.loads((tmp_path / "t" / "run.json").read_text())
-    assert summary["stages"][0]["metrics"]["n_pairs"] == 48
+    assert (run / "01_dataset_construction.ipynb").exists()
+    summary = json.loads((run / "run.json").read_text())
+    by_name = {s["notebook"]: s for s in summary["stages"]}
+    assert by_name["01_dataset_construction.ipynb"]["metrics"]["n_pairs"] == 48
 
 
 @pytest.mark.slow
