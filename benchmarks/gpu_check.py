@@ -179,7 +179,7 @@ def measure_sft(args, dataset, tmp: Path, peak: float | None) -> dict:
             continue
         try:
             if name != "sdpa":
-                del model
+                model = None  # free the previous kernel's model first (a failed build must not leave it unbound)
                 _free()
                 model, processor = build_model(args.preset, dtype, attn)
             result["kernels"][name] = _time_sft(model, processor, dataset, tmp / name, args, liger, tokens_per_sample,
