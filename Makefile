@@ -6,8 +6,10 @@ BIN := $(VENV)/bin
 # arguments, e.g. a CPU-only wheel index, go in TORCH_PIP_ARGS.
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 TORCH_PIP_ARGS ?=
+# The Label Studio server for the live annotation path (its own environment: Django and ~1 GB).
+LABEL_STUDIO_PIN ?= label-studio==1.23.2
 
-.PHONY: setup browser demo test lab bench lint constraints clean-outputs
+.PHONY: setup browser demo test lab labelstudio bench lint constraints clean-outputs
 
 setup: $(VENV)/.installed browser
 
@@ -29,6 +31,10 @@ test: setup
 
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+# label-studio-sdk into .venv (the [labelstudio] extra) and a Label Studio server into .venv-labelstudio.
+labelstudio: setup
+	$(BIN)/pip install -c constraints.txt -e ".[dev,labelstudio]" && $(PYTHON) -m venv .venv-labelstudio && .venv-labelstudio/bin/pip install $(LABEL_STUDIO_PIN)
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py

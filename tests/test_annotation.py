@@ -388,7 +388,7 @@ def test_imports_are_versioned_never_overwritten_and_newest_wins(tmp_path, refin
 def test_a_stored_version_is_never_replaced(tmp_path):
     taken = tmp_path / "import-0001.jsonl"
     taken.write_text("human work\n")
-    assert ann._write_atomic(taken, "other\n", exclusive=True) is False
+    assert ann.write_atomic(taken, "other\n", exclusive=True) is False
     assert taken.read_text() == "human work\n" and [p.name for p in tmp_path.iterdir()] == [taken.name]
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from editcaption.data.synthetic import generate_pairs
-from editcaption.eval import automatic
+from editcaption.eval import automatic, stats
 from editcaption.eval.automatic import Benchmark
 from editcaption.records import RecordError
 from editcaption.reporting import eval_figures, tables
@@ -153,11 +153,11 @@ def test_adjacent_paired_tests_use_the_rows_present_and_the_items_both_scored():
 
 
 def test_spearman_by_hand_and_judge_agreement():
-    assert automatic.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
-    assert automatic.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert stats.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert stats.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     # ties: ranks (1.5, 1.5, 3, 4) against (1, 2, 3, 4)
-    assert automatic.spearman([1, 1, 2, 3], [1, 2, 3, 4]) == pytest.approx(np.corrcoef([1.5, 1.5, 3, 4], [1, 2, 3, 4])[0, 1])
-    assert math.isnan(automatic.spearman([1, 1], [1, 2]))
+    assert stats.spearman([1, 1, 2, 3], [1, 2, 3, 4]) == pytest.approx(np.corrcoef([1.5, 1.5, 3, 4], [1, 2, 3, 4])[0, 1])
+    assert math.isnan(stats.spearman([1, 1], [1, 2]))
     rule = _scores({"sft": [1.0, 2.0, 3.0, 4.0]})
     llm = _scores({"sft": [2.0, 1.0, 4.0, 5.0]}, ok={"sft": [True, True, True, False]}, judge="fake:judge")
     [row] = automatic.judge_agreement(pd.concat([rule, llm]))

@@ -265,3 +265,65 @@ def test_caption_backend_passes_each_engine_the_parameters_it_takes():
     assert simulated.seed == 3 and simulated.rates["vague"] == 0.0
     with pytest.raises(ValueError, match="unknown caption backend 'glm'"):
         construct.caption_backend("glm", **common)
+
+
+def test_editscore_batch_api_on_a_vllm_backbone_reads_the_raw_replies(monkeypatch, tmp_path):
+    """Upstream's `batch_evaluate` (vLLM backbones) returns min(SC), PQ, O and raw replies, and puts the
+    middle of the range in place of a reply it cannot parse: the fake below does the same."""
+    import json as json_module
+    import sys
+    import types
+
+    batches = []
+
+    def parse_vlm_output_to_dict(text):  # editscore.json_parser's contract: {"score": [...], "reasoning": ...}
+        try:
+            data = json_module.loads(text)
+        except ValueError:
+            return {"score": [], "reasoning": ""}
+        return {"score": [float(v) for v in data["score"]], "reasoning": data.get("reasoning", "")}
+
+    class FakeVLLMBackbone:
+        def batch_inference(self, prompts, seed=None):
+            raise AssertionError("the fake batch_evaluate answers itself")
+
+    class FakeEditScore:
+        def __init__(self, **kwargs):
+            self.model = FakeVLLMBackbone()
+
+        def evaluate(self, images, instruction):
+            raise AssertionError("a vLLM backbone with one pass goes through batch_evaluate")
+
+        def batch_evaluate(self, image_prompts, text_prompt):
+            batches.append(len(text_prompt))
+            out = []
+            for images, text in zip(image_prompts, text_prompt):
+                assert len(images) == 2 and images[0].size == (128, 128)
+                sc_raw = "not json" if "garbled" in text else json_module.dumps({"score": [20, 15], "reasoning": "r"})
+                pq_raw = json_module.dumps({"score": [22.5], "reasoning": "q"})
+                sc = 12.5 / 2.5 if "garbled" in text else 15 / 2.5  # upstream: the middle score on no parse
+                out.append({"SC_score": sc, "PQ_score": 9.0, "O_score": math.sqrt(sc * 9), "SC_raw_output": sc_raw,
+                            "PQ_raw_output": pq_raw, "SC_score_reasoning": "", "PQ_score_reasoning": ""})
+            return out
+
+    fake = types.ModuleType("editscore")
+    fake.EditScore = FakeEditScore
+    parser = types.ModuleType("editscore.json_parser")
+    parser.parse_vlm_output_to_dict = parse_vlm_output_to_dict
+    monkeypatch.setitem(sys.modules, "editscore", fake)
+    monkeypatch.setitem(sys.modules, "editscore.json_parser", parser)
+    scorer = scorers.make_scorer("editscore", backbone="qwen25vl_vllm", model_name_or_path="base", lora_path="lora")
+    assert scorer.batched
+    ds = synthetic.generate_pairs(5, seed=1, progress=False)
+    texts = ["Move the star.", "garbled reply", "Turn it red.", "Add a cup.", "Remove it."]
+    cache = tmp_path / "scores.jsonl"
+    out = scorers.score_pairs(scorer, ds, texts, batch_size=2, cache_path=cache)
+    assert batches == [2, 2, 1]
+    assert out[0].scores == {"prompt_following": 8.0, "consistency": 6.0, "perceptual_quality": 9.0,
+                             "overall": pytest.approx(math.sqrt(54))}
+    assert out[1].scores is None and "middle of the range" in out[1].error
+    assert [o.ok for o in out] == [True, False, True, True, True]
+    again = scorers.score_pairs(scorer, ds, texts, batch_size=2, cache_path=cache)  # only the failure again
+    assert batches == [2, 2, 1, 1] and [o.scores for o in again] == [o.scores for o in out]
+    several = scorers.make_scorer("editscore", backbone="qwen25vl_vllm", num_pass=4)
+    assert not several.batched  # batch_evaluate keeps only the first pass's raw replies

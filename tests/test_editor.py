@@ -162,3 +162,47 @@ def test_cluster_backend_lists_what_is_missing_before_any_work(tmp_path, monkeyp
     message = str(err.value)
     for need in ("Step1X-Edit checkout", "weights folder", "GEdit-Bench", "ImgEdit", "H5_TEST_KEY_NOT_SET"):
         assert need in message, need
+
+
+def _former_ssim_map(a, b, size=11, sigma=1.5):
+    """The project's former hand-written SSIM (separable Gaussian, valid region), kept as the reference."""
+    import torch
+    from torch.nn import functional as F
+
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = (g / g.sum()).to(a)
+    c = a.shape[1]
+    rows, cols = g.view(1, 1, size, 1).expand(c, 1, size, 1), g.view(1, 1, 1, size).expand(c, 1, 1, size)
+    blur = lambda t: F.conv2d(F.conv2d(t, rows, groups=c), cols, groups=c)
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b, cov = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+
+
+def test_torchmetrics_ssim_and_psnr_equal_the_former_ones_on_fixtures():
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    from editcaption.data.synthetic import generate_pairs
+    from editcaption.downstream.editor import _tensor, ssim_map
+
+    pairs = generate_pairs(6, seed=0, size=128, progress=False)
+    noisy = np.random.default_rng(0).integers(0, 256, (128, 128, 3)).astype(np.uint8)
+    for source, target in [*zip(pairs["source_image"], pairs["target_image"]), (noisy, 255 - noisy)]:
+        s, t = np.asarray(source), np.asarray(target)
+        former = float(_former_ssim_map(_tensor([s]).double(), _tensor([t]).double()).mean())
+        assert edit_eval.ssim(s, t) == pytest.approx(former, abs=1e-12)
+        mse = np.mean((s.astype(float) - t.astype(float)) ** 2)
+        # torchmetrics takes log(data_range) of a float32 tensor: 1e-6 dB off the float64 formula
+        assert edit_eval.psnr(s, t) == pytest.approx(10 * math.log10(255**2 / mse), abs=1e-5)
+        # the editor's float32 loss map: torchmetrics' 11x11 kernel (one 2-D pass, not two 1-D ones) rounds more
+        # in flat regions, where variances cancel: measured up to 2.2e-3 off the float64 map, 0.8e-3 on the mean
+        a32, b32 = _tensor([s]), _tensor([t])
+        truth = _former_ssim_map(a32.double(), b32.double())
+        assert float((ssim_map(a32, b32).double() - truth).abs().max()) < 5e-3
+        assert abs(float(ssim_map(a32, b32).mean()) - float(truth.mean())) < 2e-3
+    # torchmetrics' own scalar averages a reflect-padded border in: why ssim_map crops it (noise, 128 px)
+    a, b = _tensor([noisy]).double(), _tensor([255 - noisy]).double()
+    padded = float(structural_similarity_index_measure(a, b, gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=1.0))
+    assert padded != pytest.approx(float(ssim_map(a, b).mean()), abs=1e-6)

@@ -41,15 +41,15 @@ def test_bootstrap_interval_contains_the_mean_and_shrinks_with_n():
     assert hi2 - lo2 < (hi - lo) / 5
 
 
-def test_paired_bootstrap_detects_a_shift_and_not_noise():
+def test_paired_test_detects_a_shift_and_not_noise():
     rng = np.random.default_rng(1)
     a = rng.normal(3, 1, 400)
-    shifted = stats.paired_bootstrap(a, a + 0.5)
+    shifted = stats.paired_test(a, a + 0.5)
     assert shifted["diff"] == pytest.approx(0.5) and shifted["low"] > 0 and shifted["p_value"] < 0.01
-    noise = stats.paired_bootstrap(a, a + rng.normal(0, 0.01, 400))
+    noise = stats.paired_test(a, a + rng.normal(0, 0.01, 400))
     assert noise["low"] < 0 < noise["high"]
     with pytest.raises(ValueError):
-        stats.paired_bootstrap([1, 2], [1])
+        stats.paired_test([1, 2], [1])
 
 
 def test_direction_swaps_counts_opposite_words_per_axis():

@@ -204,8 +204,8 @@ def export_sheet(kind: str, rows: Iterable[Mapping[str, Any]], out_dir: str | Pa
         write_sheet(kind, sheet, paths["jsonl"])
     if "labelstudio" in formats:
         tasks = [_labelstudio_task(spec, row, labelstudio_url_prefix) for row in sheet]
-        _write_atomic(paths["labelstudio_tasks"], json.dumps(tasks, ensure_ascii=False, indent=1))
-        _write_atomic(paths["labelstudio_config"], labelstudio_config(kind))
+        write_atomic(paths["labelstudio_tasks"], json.dumps(tasks, ensure_ascii=False, indent=1))
+        write_atomic(paths["labelstudio_config"], labelstudio_config(kind))
     return {**paths, "images": out_dir / "images"}
 
 
@@ -265,7 +265,7 @@ def _save_png(picture: Any, path: Path, image_dir: Path | None, *, row: int, fie
         image = image.convert("RGB")
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    _write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
     return f"images/{path.name}"
 
 
@@ -287,7 +287,7 @@ def write_sheet(kind: str, rows: Iterable[Mapping[str, Any]], path: str | Path, 
         text = json.dumps(labelstudio_export(spec, rows, labelstudio_url_prefix), ensure_ascii=False, indent=1)
     else:
         raise ValueError(f"{path}: expected a .csv, .jsonl or .json (Label Studio export) path")
-    _write_atomic(path, text)
+    write_atomic(path, text)
     return path
 
 
@@ -666,11 +666,11 @@ def _store_new_version(folder: Path, rows: list[dict]) -> Path:
     while True:
         number = max((n for n, _ in _versions(folder)), default=0) + 1
         path = folder / f"import-{number:04d}.jsonl"
-        if _write_atomic(path, text, exclusive=True):
+        if write_atomic(path, text, exclusive=True):
             return path
 
 
-def _write_atomic(path: Path, content: str | bytes, *, exclusive: bool = False) -> bool:
+def write_atomic(path: Path, content: str | bytes, *, exclusive: bool = False) -> bool:
     """Write via a temp file in the same folder, then rename (replace) or hard-link (exclusive: never
     replaces; returns False if `path` already exists)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,8 @@ One interface, `CaptionBackend.generate(pairs, prompt, cache_path=...) -> list[s
 
 - `transformers`: any local VLM folder (the tiny Qwen3-VL, Qwen3-VL-32B), batched left-padded generation;
 - `openai`: any OpenAI-compatible chat-completions endpoint (GLM-4.5V, Gemini, GPT-4.1, a vLLM or
-  `transformers serve` server) with retries, exponential backoff and a small thread pool;
+  `transformers serve` server) on the official `openai` client, with tenacity's retries and
+  exponential backoff and a small thread pool;
 - `vllm`: offline vLLM generation on a GPU cluster (`pip install -e .[cluster]`).
 
 Each engine gets one user turn: the source image, the target image, then the prompt. A caption that
@@ -28,10 +29,8 @@ import hashlib
 import inspect
 import io
 import itertools
-import json
 import logging
 import os
-import random
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -40,6 +39,9 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 from urllib.parse import urlparse
+
+import openai
+import tenacity
 
 from editcaption import jsonl_cache
 from editcaption.prompts import INSTRUCTION_PROMPT, PROMPT_VERSION, generate_instructions
@@ -408,14 +410,36 @@ class _Retry(Exception):
         self.retry_after = retry_after
 
 
+class _Interrupted(Exception):
+    """The caller stopped the run while an attempt waited to be retried."""
+
+
+class _WaitWithRetryAfter(tenacity.wait.wait_base):
+    """tenacity's full-jitter exponential wait, but never less than the server's Retry-After (capped)."""
+
+    def __init__(self, backoff_s: float, max_backoff_s: float):
+        self.backoff = tenacity.wait_random_exponential(multiplier=backoff_s, max=max_backoff_s)
+        self.max_backoff_s = max_backoff_s
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        delay = self.backoff(retry_state)
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(error, _Retry) and error.retry_after is not None:
+            delay = max(delay, min(error.retry_after, self.max_backoff_s))
+        return delay
+
+
 class OpenAIBackend(CaptionBackend):
-    """Any OpenAI-compatible chat-completions endpoint: `base_url` up to /chat/completions (e.g. .../v1).
+    """Any OpenAI-compatible chat-completions endpoint through the official `openai` client: `base_url` up
+    to /chat/completions (e.g. .../v1).
 
     The API key is read from the environment variable named `api_key_env`, never from parameters; it is
-    needed for any host but this machine. 429, 5xx, timeouts, connection errors and bodies that are not
-    JSON are retried `max_retries` times with exponential backoff and jitter (at least the server's
-    Retry-After, capped at `max_backoff_s`). `max_workers` requests run at once, at most `batch_size`
-    pairs are held in memory."""
+    needed for any host but this machine. The client's own timeout applies per request; its retries are
+    off, and tenacity retries instead, because the policy here needs what the client's lacks: 429, 5xx,
+    timeouts, connection errors *and bodies that are not JSON* are retried `max_retries` times with
+    exponential backoff and full jitter (at least the server's Retry-After, capped at `max_backoff_s`),
+    attempts are counted into each record, and a stopped run stops waiting at once. `max_workers`
+    requests run at once, at most `batch_size` pairs are held in memory."""
 
     name = "openai"
 
@@ -442,7 +466,6 @@ class OpenAIBackend(CaptionBackend):
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.max_workers, self.batch_size = max_workers, batch_size
         self.extra_body = dict(extra_body or {})
-        self._jitter = random.Random()  # timing only: no effect on any caption
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
@@ -450,14 +473,17 @@ class OpenAIBackend(CaptionBackend):
     def _run(self, pairs: Iterator[Pair], prompt: str) -> Iterator[Caption]:
         return self.complete((pair, prompt) for pair in pairs)
 
+    def client(self) -> openai.OpenAI:
+        """The `openai` client for this endpoint (its retries off: tenacity retries, see the class)."""
+        # a local server needs no key, but the client refuses an empty one; "EMPTY" is vLLM's convention
+        return openai.OpenAI(api_key=self._api_key or "EMPTY", base_url=self.base_url, timeout=self.timeout,
+                             max_retries=0)
+
     def complete(self, jobs: Iterable[tuple[Pair, str]]) -> Iterator[Caption]:
         """One Caption per (pair, prompt) job, as they finish: `max_workers` requests at once, at most
         `batch_size` jobs held in memory."""
-        import httpx
-
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         stop = threading.Event()  # set when the caller stops early: no new attempts, no sleeping
-        with httpx.Client(timeout=self.timeout, headers=headers) as client:
+        with self.client() as client:
             pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="caption")
             running: set = set()
             try:
@@ -474,7 +500,7 @@ class OpenAIBackend(CaptionBackend):
                 pool.shutdown(wait=True, cancel_futures=True)
 
     def request_body(self, pair: Pair, prompt: str) -> dict:
-        """The chat-completions request for one pair."""
+        """The chat-completions request for one pair, as it goes over the wire."""
         body = {"model": self.model, "messages": openai_messages(pair.source, pair.target, prompt),
                 "max_tokens": self.max_new_tokens}
         if self.temperature is not None:
@@ -483,46 +509,57 @@ class OpenAIBackend(CaptionBackend):
             body["top_p"] = self.top_p
         return {**body, **self.extra_body}
 
-    def _caption_one(self, client, stop: threading.Event, pair: Pair, prompt: str) -> Caption:
-        body = json.dumps(self.request_body(pair, prompt)).encode("utf-8")
-        url = f"{self.base_url}/chat/completions"
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._attempt(client, url, body, pair.id, attempt)
-            except _Retry as retry:
-                reason = f"{retry} (after {attempt} attempt{'s' * (attempt > 1)})"
-                if attempt > self.max_retries:
-                    return failed(pair.id, reason, retryable=True, attempts=attempt)
-                delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
-                delay = delay / 2 + self._jitter.uniform(0, delay / 2)
-                if retry.retry_after is not None:
-                    delay = max(delay, min(retry.retry_after, self.max_backoff_s))
-                if stop.wait(delay):
-                    return failed(pair.id, f"interrupted; last error: {reason}", retryable=True, attempts=attempt)
+    def _caption_one(self, client: openai.OpenAI, stop: threading.Event, pair: Pair, prompt: str) -> Caption:
+        body = self.request_body(pair, prompt)
+        named = {name: body.pop(name) for name in ("model", "messages", "max_tokens", "temperature", "top_p")
+                 if name in body}
 
-    def _attempt(self, client, url: str, body: bytes, pair_id: str, attempt: int) -> Caption:
-        """One request: a Caption (ok, or a permanent failure), or _Retry."""
-        import httpx
+        def sleep(seconds: float) -> None:
+            if stop.wait(seconds):
+                raise _Interrupted
 
+        retrying = tenacity.Retrying(stop=tenacity.stop_after_attempt(self.max_retries + 1),
+                                     wait=_WaitWithRetryAfter(self.backoff_s, self.max_backoff_s),
+                                     retry=tenacity.retry_if_exception_type(_Retry), sleep=sleep, reraise=True)
+        attempts, last = 0, None
         try:
-            response = client.post(url, content=body, headers={"Content-Type": "application/json"})
-        except httpx.TimeoutException:
+            for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    try:
+                        return self._attempt(client, named, body, pair.id, attempts)
+                    except _Retry as retry:
+                        last = retry
+                        raise
+        except _Retry as retry:
+            return failed(pair.id, f"{retry} (after {attempts} attempt{'s' * (attempts > 1)})", retryable=True,
+                          attempts=attempts)
+        except _Interrupted:
+            reason = f"{last} (after {attempts} attempt{'s' * (attempts > 1)})"
+            return failed(pair.id, f"interrupted; last error: {reason}", retryable=True, attempts=attempts)
+        raise AssertionError("tenacity ended without a result")  # unreachable: reraise=True
+
+    def _attempt(self, client: openai.OpenAI, named: dict, extra: dict, pair_id: str, attempt: int) -> Caption:
+        """One request: a Caption (ok, or a permanent failure), or _Retry."""
+        try:
+            raw = client.chat.completions.with_raw_response.create(**named, extra_body=extra or None)
+        except openai.APITimeoutError:
             raise _Retry(f"timed out after {self.timeout:g} s") from None
-        except httpx.TransportError as err:
-            raise _Retry(self._scrub(f"connection error: {type(err).__name__}: {err}")) from None
-        status = response.status_code
-        excerpt = self._scrub(response.text[:EXCERPT_CHARS])
-        if status in (408, 429) or status >= 500:
-            raise _Retry(f"HTTP {status}: {excerpt}", _retry_after(response.headers.get("Retry-After")))
-        if status >= 400:
+        except openai.APIConnectionError as err:
+            cause = err.__cause__ or err
+            raise _Retry(self._scrub(f"connection error: {type(cause).__name__}: {cause}")) from None
+        except openai.APIStatusError as err:
+            status, excerpt = err.status_code, self._scrub(err.response.text[:EXCERPT_CHARS])
+            if status in (408, 429) or status >= 500:
+                raise _Retry(f"HTTP {status}: {excerpt}", _retry_after(err.response.headers.get("Retry-After"))) from None
             return failed(pair_id, f"HTTP {status}: {excerpt}", attempts=attempt)
+        response = raw.http_response
+        excerpt = self._scrub(response.text[:EXCERPT_CHARS])
         try:
             reply = response.json()
         except ValueError:
             kind = response.headers.get("Content-Type", "no Content-Type")
-            raise _Retry(f"the reply is not JSON (HTTP {status}, {kind}): {excerpt!r}") from None
+            raise _Retry(f"the reply is not JSON (HTTP {response.status_code}, {kind}): {excerpt!r}") from None
         return self._parse(reply, pair_id, attempt, excerpt)
 
     def _parse(self, reply: Any, pair_id: str, attempt: int, excerpt: str) -> Caption:

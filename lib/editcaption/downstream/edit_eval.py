@@ -19,6 +19,8 @@ from typing import Mapping, Sequence
 import datasets
 import numpy as np
 import pandas as pd
+import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio
 from editcaption.downstream.editor import CHANGED_LEVEL, _tensor, ssim_map, to_array
 from editcaption.eval import stats
 
@@ -29,13 +31,14 @@ MAIN_METRICS = ("PSNR", "SSIM", "edit_success")
 
 
 def psnr(output: np.ndarray, target: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB of two uint8 images (inf when they are equal)."""
-    mse = np.mean((output.astype(np.float64) - target.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+    """Peak signal-to-noise ratio in dB of two uint8 images (torchmetrics, data range 255; inf when equal)."""
+    return float(peak_signal_noise_ratio(torch.from_numpy(output).double(), torch.from_numpy(target).double(),
+                                         data_range=255.0))
 
 
 def ssim(output: np.ndarray, target: np.ndarray) -> float:
-    """Mean SSIM of two uint8 RGB images (11×11 Gaussian window, σ 1.5, per channel, valid region; float64)."""
+    """Mean SSIM of two uint8 RGB images (torchmetrics; 11×11 Gaussian window, σ 1.5, per channel, valid
+    region, float64: `editor.ssim_map`)."""
     return float(ssim_map(_tensor([output]).double(), _tensor([target]).double()).mean())
 
 
@@ -382,19 +385,20 @@ def example_indices(pairs, n: int) -> list[int]:
 
 def paired_differences(scores: Mapping[str, pd.DataFrame], baseline: str, *, seed: int = 0) -> pd.DataFrame:
     """Per captioner against `baseline`, over the same eval pairs: the PSNR (dB) and edit-success (points)
-    differences with their paired-bootstrap 95 % intervals and p-values."""
+    differences with their BCa bootstrap 95 % intervals and paired permutation p-values (`stats.paired_test`,
+    named in the `test` column)."""
     base = scores[baseline]
     rows = {}
     for name, df in scores.items():
         if name == baseline:
             continue
         judged = base["success"].notna() & df["success"].notna()
-        p = stats.paired_bootstrap(base["PSNR"].clip(upper=100.0), df["PSNR"].clip(upper=100.0), seed=seed)
-        s = stats.paired_bootstrap(100.0 * base.loc[judged, "success"].astype(float),
-                                   100.0 * df.loc[judged, "success"].astype(float), seed=seed)
+        p = stats.paired_test(base["PSNR"].clip(upper=100.0), df["PSNR"].clip(upper=100.0), seed=seed)
+        s = stats.paired_test(100.0 * base.loc[judged, "success"].astype(float),
+                              100.0 * df.loc[judged, "success"].astype(float), seed=seed)
         rows[name] = {"Δ PSNR": p["diff"], "Δ PSNR low": p["low"], "Δ PSNR high": p["high"], "PSNR p": p["p_value"],
                       "Δ success": s["diff"], "Δ success low": s["low"], "Δ success high": s["high"],
-                      "success p": s["p_value"]}
+                      "success p": s["p_value"], "test": p["test"]}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 

@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 from torch import nn
 from torch.nn import functional as F
+from torchmetrics.functional.image import structural_similarity_index_measure
 
 from editcaption.data import vocab as world
 from editcaption.records import RecordError
@@ -243,26 +244,15 @@ class Triplets:
 
 # ------------------------------------------------------------------------------------------ SSIM loss
 
-def _gaussian(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    return g / g.sum()
-
-
 def ssim_map(a: torch.Tensor, b: torch.Tensor, *, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Per-pixel SSIM of two batches [B, C, H, W] in 0..1 (Gaussian window, C1 = 0.01², C2 = 0.03²; valid region)."""
-    channels = a.shape[1]
-    g = _gaussian(size, sigma).to(a)
-    rows, cols = g.view(1, 1, size, 1).expand(channels, 1, size, 1), g.view(1, 1, 1, size).expand(channels, 1, 1, size)
-
-    def blur(x):  # the 2-D Gaussian as two 1-D passes
-        return F.conv2d(F.conv2d(x, rows, groups=channels), cols, groups=channels)
-
-    mu_a, mu_b = blur(a), blur(b)
-    var_a, var_b = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
-    c1, c2 = 0.01**2, 0.03**2
-    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    """Per-pixel SSIM of two batches [B, C, H, W] in 0..1 (torchmetrics; Gaussian window `size`, `sigma`,
+    K1 0.01, K2 0.03), on the valid region: torchmetrics computes its map on a reflect-padded image and
+    averages the padded border into its scalar; the border is cropped here, as in Wang et al. (2004) and
+    scikit-image, so a window never reads pixels the image does not have. Differentiable (the editor's loss)."""
+    _, full = structural_similarity_index_measure(a, b, gaussian_kernel=True, sigma=sigma, kernel_size=size,
+                                                  data_range=1.0, return_full_image=True)
+    border = (size - 1) // 2
+    return full[..., border:-border, border:-border]
 
 
 # ------------------------------------------------------------------------------------------ training

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from editcaption import paths
@@ -382,8 +381,9 @@ def summarize_all(scores: pd.DataFrame, *, seed: int = 0, n_boot: int = 2000) ->
 
 def adjacent_paired_tests(scores: pd.DataFrame, order: list[str], *, table: str = "", seed: int = 0,
                           n_boot: int = 2000) -> list[dict]:
-    """Per benchmark and judge, a paired bootstrap of S between each two adjacent rows of `order` that were
-    scored (diff = lower row - upper row, on the items both have scored)."""
+    """Per benchmark and judge, `stats.paired_test` of S between each two adjacent rows of `order` that were
+    scored (diff = lower row - upper row, on the items both have scored): BCa interval, permutation p-value;
+    each row names its test."""
     tests = []
     for (name, judge), part in scores.groupby(["benchmark", "judge"], sort=False):
         present = [s for s in order if s in set(part["source"])]
@@ -394,20 +394,9 @@ def adjacent_paired_tests(scores: pd.DataFrame, order: list[str], *, table: str 
             test = {"table": table, "benchmark": name, "judge": judge, "a": source_label(upper),
                     "b": source_label(lower), "n": int(len(both))}
             if len(both):
-                test.update(stats.paired_bootstrap(both["composite_a"], both["composite_b"], n_boot=n_boot, seed=seed))
+                test.update(stats.paired_test(both["composite_a"], both["composite_b"], n_boot=n_boot, seed=seed))
             tests.append(test)
     return tests
-
-
-def spearman(a, b) -> float:
-    """Spearman's rank correlation (average ranks for ties); NaN for fewer than two items or a constant side."""
-    a, b = pd.Series(np.asarray(a, dtype=float)), pd.Series(np.asarray(b, dtype=float))
-    if len(a) != len(b):
-        raise ValueError(f"spearman needs equal lengths, got {len(a)} and {len(b)}")
-    ra, rb = a.rank(method="average").to_numpy(), b.rank(method="average").to_numpy()
-    if len(a) < 2 or ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def judge_agreement(scores: pd.DataFrame) -> list[dict]:
@@ -423,7 +412,7 @@ def judge_agreement(scores: pd.DataFrame) -> list[dict]:
             row = {"benchmark": name, "judge_a": first, "judge_b": second, "n": int(len(both)),
                    "kind": "rule vs LLM" if RULE in (first, second) else "LLM vs LLM"}
             for metric, column in METRICS.items():
-                row[f"spearman_{metric}"] = spearman(both[f"{column}_a"], both[f"{column}_b"])
+                row[f"spearman_{metric}"] = stats.spearman(both[f"{column}_a"], both[f"{column}_b"])
             row["mean_abs_diff_S"] = float((both["composite_a"] - both["composite_b"]).abs().mean()) if len(both) else None
             out.append(row)
     return out

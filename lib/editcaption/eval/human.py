@@ -27,6 +27,7 @@ from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
+from statsmodels.stats import inter_rater
 
 from editcaption import annotation
 from editcaption.annotation import CHECKLIST, HUMAN_LABELS
@@ -545,40 +546,32 @@ def verdict_rates(verdicts: Mapping[tuple[str, str], Verdict | str]) -> pd.DataF
 # ---------------------------------------------------------------------------------------- agreement
 
 def cohen_kappa(a: Sequence, b: Sequence) -> float:
-    """Cohen's kappa of two raters over the same items: (p_o - p_e) / (1 - p_e); NaN when p_e is 1."""
+    """Cohen's kappa of two raters over the same items (statsmodels `cohens_kappa` of their contingency
+    table); NaN when chance agreement is 1 (both raters use one and the same label throughout)."""
     a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
     if a.shape != b.shape or a.size == 0:
         raise ValueError(f"cohen_kappa needs two equal, non-empty label lists (got {a.shape} and {b.shape})")
     categories = sorted(set(a) | set(b), key=str)
-    observed = float(np.mean(a == b))
-    expected = sum(float(np.mean(a == c)) * float(np.mean(b == c)) for c in categories)
-    return float("nan") if expected >= 1.0 else (observed - expected) / (1.0 - expected)
+    if len(categories) < 2:
+        return float("nan")
+    index = {c: k for k, c in enumerate(categories)}
+    table = np.zeros((len(categories), len(categories)))
+    np.add.at(table, ([index[x] for x in a], [index[y] for y in b]), 1)
+    return float(inter_rater.cohens_kappa(table, return_results=False))
 
 
 def fleiss_kappa(counts) -> float:
-    """Fleiss' kappa from an items x categories matrix of rater counts (the same number of raters per item)."""
+    """Fleiss' kappa (statsmodels) from an items x categories matrix of rater counts (the same number of
+    raters per item); NaN when every rating falls in one category."""
     counts = np.asarray(counts, dtype=float)
     if counts.ndim != 2 or counts.shape[0] == 0:
         raise ValueError("fleiss_kappa needs an items x categories count matrix")
     raters = counts.sum(axis=1)
     if not np.all(raters == raters[0]) or raters[0] < 2:
         raise ValueError(f"every item needs the same number (>= 2) of ratings, got {sorted(set(raters.tolist()))}")
-    n = raters[0]
-    p_item = ((counts * (counts - 1)).sum(axis=1)) / (n * (n - 1))
-    p_category = counts.sum(axis=0) / counts.sum()
-    observed, expected = p_item.mean(), float((p_category ** 2).sum())
-    return float("nan") if expected >= 1.0 else float((observed - expected) / (1.0 - expected))
-
-
-def _bootstrap_kappa(matrix: np.ndarray, statistic, *, n_boot: int, seed: int) -> tuple[float, float]:
-    """Percentile 95 % interval of a kappa over items resampled with replacement (NaN draws dropped)."""
-    rng = np.random.default_rng(seed)
-    draws = [statistic(matrix[rng.integers(0, len(matrix), len(matrix))]) for _ in range(n_boot)]
-    draws = np.asarray([d for d in draws if np.isfinite(d)])
-    if draws.size == 0:
-        return float("nan"), float("nan")
-    low, high = np.quantile(draws, [0.025, 0.975])
-    return float(low), float(high)
+    if np.count_nonzero(counts.sum(axis=0)) < 2:
+        return float("nan")
+    return float(inter_rater.fleiss_kappa(counts, method="fleiss"))
 
 
 def agreement(labels: pd.DataFrame, *, n_boot: int = 500, seed: int = 0) -> dict:
@@ -605,7 +598,7 @@ def agreement(labels: pd.DataFrame, *, n_boot: int = 500, seed: int = 0) -> dict
         matrix = np.stack([np.bincount([index[v] for v in row], minlength=len(HUMAN_LABELS)) for row in matrix])
         statistic = fleiss_kappa
     kappa = statistic(matrix)
-    low, high = _bootstrap_kappa(matrix, statistic, n_boot=n_boot, seed=seed)
+    low, high = stats.bootstrap_statistic(lambda rows: statistic(matrix[rows]), len(matrix), n_boot=n_boot, seed=seed)
     unanimous = float(np.mean([len(set(row)) == 1 for row in common.to_numpy()]))
     return {**out, "method": method, "kappa": kappa, "low": low, "high": high, "percent_agreement": unanimous,
             "pairwise_cohen": pairwise}

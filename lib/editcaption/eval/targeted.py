@@ -199,9 +199,6 @@ def seeded_rates(scores: Mapping[str, Mapping[str, pd.DataFrame]], runs: Mapping
     """Table 4 over seeds: per variant and subset, the error rate averaged over its seeds' runs with a 95 %
     interval from a two-level bootstrap (seeds with replacement, then pairs with replacement within each
     drawn seed), and the per-seed rates. `runs`: run label -> (variant, seed), for the labels in `scores`."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
     by_variant: dict[str, list[str]] = {}
     for label, (variant, _) in runs.items():
         if label in scores:
@@ -210,16 +207,10 @@ def seeded_rates(scores: Mapping[str, Mapping[str, pd.DataFrame]], runs: Mapping
     for variant, labels in by_variant.items():
         for mode in scores[labels[0]]:
             flags = [error_flags(scores[label][mode], mode)[measure].to_numpy(dtype=float) for label in labels]
-            per_seed = [float(f.mean()) for f in flags]
-            draws = []
-            for _ in range(n_boot):
-                picked = rng.integers(0, len(flags), size=len(flags))
-                draws.append(np.mean([flags[k][rng.integers(0, len(flags[k]), size=len(flags[k]))].mean()
-                                      for k in picked]))
-            low, high = np.quantile(draws, [0.025, 0.975])
+            rate, low, high = stats.two_level_ci(flags, n_boot=n_boot, seed=seed)
             rows.append({"variant": variant, "subset": mode, "measure": measure, "seeds": len(labels),
-                         "n_per_seed": int(len(flags[0])), "rate": float(np.mean(per_seed)), "low": float(low),
-                         "high": float(high), "per_seed": [round(r, 4) for r in per_seed]})
+                         "n_per_seed": int(len(flags[0])), "rate": rate, "low": low, "high": high,
+                         "per_seed": [round(float(f.mean()), 4) for f in flags]})
     return pd.DataFrame(rows)
 
 
