@@ -1,6 +1,10 @@
 """One smoke run shared by the notebook tests: `editcaption run --profile smoke` with notebook 04's budget sweep and
 a second training seed switched on, run once per session. Tests read it and never write into it (a test that
-reruns a notebook copies the run first)."""
+reruns a notebook copies the run first).
+
+The suite runs on two pytest-xdist workers (pyproject's addopts; `-n 0` runs it in one process). Every test that
+uses the smoke run goes to one worker, so the run is made once; the tests that launch two processes on the
+fixed rendezvous port of params/accelerate/zero3_cpu_test.yaml go to one worker, so they never meet."""
 import pytest
 import yaml
 
@@ -8,6 +12,19 @@ from editcaption import config, runner
 
 SHARED_RUN = "smoke"
 SWEEP = {"dpo_sweep_learning_rates": "1.0e-4,2.0e-4", "dpo_seeds": "0,1"}
+
+
+def pytest_itemcollected(item):
+    """Groups for xdist, set as each test is collected (xdist reads them in its collection_modifyitems)."""
+    if "smoke_run" in item.fixturenames:
+        item.add_marker(pytest.mark.xdist_group("smoke-run"))
+    elif "zero3" in item.name:
+        item.add_marker(pytest.mark.xdist_group("zero3-port"))
+
+
+def pytest_collection_modifyitems(items):
+    """The smoke run's tests first: the longest chain starts at once on its worker."""
+    items.sort(key=lambda item: "smoke_run" not in item.fixturenames)
 
 
 @pytest.fixture(scope="session")
