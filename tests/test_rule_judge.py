@@ -328,7 +328,8 @@ def test_score_file_arguments(tmp_path):
 
 
 def test_generator_reference_instructions_score_five():
-    synthetic = pytest.importorskip("editcaption.data.synthetic")
+    from editcaption.data import synthetic
+
     rows = synthetic.generate_pairs(120, seed=0, progress=False).select_columns(["instruction", "changes"]).to_list()
     perfect = sum(JUDGE.score(r["changes"], r["instruction"])["composite"] == 5.0 for r in rows)
     assert perfect >= 0.99 * len(rows)
