@@ -13,7 +13,8 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-SKIPPED = ("seconds", "duration", "per_s", "per_second", "git_sha", "platform", "packages", "path", "dir", "time")
+# Keys left out, by the end of their name (timings, versions, where files lie); "direction" is kept, "output_dir" not.
+SKIPPED = ("seconds", "duration", "per_s", "per_second", "git_sha", "platform", "packages", "_path", "_dir")
 
 
 def _differences(a: Any, b: Any, where: str) -> Iterator[tuple[str, Any, Any]]:
@@ -46,6 +47,8 @@ def compare(before: Path, after: Path) -> Iterator[tuple[str, Any, Any]]:
     for path in sorted(before.rglob("*.csv")):
         name, other = str(path.relative_to(before)), after / path.relative_to(before)
         a, b = _table(path), _table(other) if other.exists() else None
+        if a is None and b is None:
+            continue
         if a is None or b is None or a.shape != b.shape:
             yield name, None if a is None else a.shape, None if b is None else b.shape
             continue
@@ -64,7 +67,8 @@ def main(argv: list[str]) -> int:
             print(f"{folder}: not a run folder", file=sys.stderr)
             return 2
     for where, a, b in compare(before, after):
-        if not any(word in where.lower() for word in SKIPPED):
+        key = where.rsplit(".", 1)[-1].split("[")[0].lower()
+        if not key.endswith(SKIPPED) and ".packages." not in where:
             print(f"{where} | {a} | {b}")
     return 0
 

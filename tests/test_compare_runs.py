@@ -10,7 +10,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def _run(folder: Path, s: float, low: float, seconds: float) -> None:
     stage = folder / "05_automatic_evaluation"
     stage.mkdir(parents=True)
-    (stage / "metrics.json").write_text(json.dumps({"S": s, "ci": [low, 2.0], "seconds": seconds}))
+    (stage / "metrics.json").write_text(json.dumps({"S": s, "ci": [low, 2.0], "seconds": seconds,
+                                                    "direction": "left" if low < 1.05 else "right",
+                                                    "output_dir": str(folder)}))
+    (stage / "empty.csv").write_text("")
     (stage / "table3.csv").write_text(f"model,S\nSFT,\"{s:.3f} [{low:.3f}, 2.000]\"\n")
 
 
@@ -20,6 +23,7 @@ def test_lists_changed_values_and_intervals_but_not_timings(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "compare_runs.py"), str(tmp_path / "a"),
                           str(tmp_path / "b")], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out == ["05_automatic_evaluation/metrics.json.ci[0] | 1.0 | 1.1",
+                   "05_automatic_evaluation/metrics.json.direction | left | right",
                    "05_automatic_evaluation/table3.csv[0,S] | 1.500 [1.000, 2.000] | 1.500 [1.100, 2.000]"]
 
 
