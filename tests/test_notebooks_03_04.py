@@ -1,6 +1,7 @@
 """Notebooks 03–04 of the shared smoke run (tests/conftest.py: the smoke profile with notebook 04's budget sweep
 and a second training seed switched on)."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -41,12 +42,20 @@ def test_smoke_01_to_04_builds_preferences_trains_variants_and_scores(smoke_run)
     sweep = {row["setting"]: row for row in dpo["sweep"]}
     assert set(sweep) == {"SFT", "lr0.0001_nll0", "lr0.0002_nll0"} and sum(row["chosen"] for row in sweep.values()) == 1
     assert (dpo_stage / "sweep" / "lr0.0002_nll0" / "final" / "config.json").exists()
+    chosen = next(row["setting"] for row in dpo["sweep"] if row["chosen"])
+    # plain DPO with the first seed at the chosen budget is the sweep's winning run, taken as it is
+    assert dpo["runs"]["dpo"]["reused"] and dpo["runs"]["dpo"]["dir"] == str(dpo_stage / "sweep" / chosen)
+    assert not any(dpo["runs"][label]["reused"] for label in ("hae", "dpo_seed1", "hae_seed1"))
+    assert not (dpo_stage / "dpo").exists() and (dpo_stage / "dpo_seed1" / "final" / "config.json").exists()
     for variant in ("dpo", "hae"):
         train = dpo["train"][variant]
         assert train["global_step"] == 4 and train["dpo_variant"] == variant and train["reference_model"] == dpo["sft_model"]
         assert dpo["runs"][variant]["seconds"] > 0 and dpo["final_rewards"][variant]["rewards/accuracies"] is not None
-        assert (dpo_stage / variant / "final" / "config.json").exists()
-        assert "accelerate.commands.launch" in (dpo_stage / variant / "train.log").read_text().splitlines()[0]
+        run_dir = Path(dpo["runs"][variant]["dir"])
+        assert (run_dir / "final" / "config.json").exists() and dpo["runs"][variant]["model"].startswith(str(run_dir))
+        # one process without an accelerate config: the module itself, with the launcher's environment
+        first = (run_dir / "train.log").read_text().splitlines()[0]
+        assert "OMP_NUM_THREADS=" in first and f"-m editcaption.train.hae_dpo --profile {run_dir}" in first
     assert dpo["final_rewards"]["dpo"]["hae/margin_mean"] == 0 and dpo["final_rewards"]["hae"]["hae/margin_mean"] > 0
     assert dpo["margins"]["n"] == counts["preference_rows"] and dpo["budget"]["learning_rate"] in (1e-4, 2e-4)
     assert dpo["train"]["hae_seed1"]["learning_rate"] == dpo["budget"]["learning_rate"]  # every run at the chosen budget

@@ -94,3 +94,25 @@ def test_experiment_parameters_and_conclusion():
     with pytest.raises(ValueError, match="targeted validation subsets"):
         experiment.sweep_budget([1e-5], [], {"learning_rate": 1e-4, "chosen_nll_weight": 0.0}, {}, "/nonexistent",
                                 sft_model="x")
+
+
+def test_train_variants_takes_a_sweep_run_with_the_same_parameters(monkeypatch, tmp_path):
+    """Plain DPO with the first seed at the chosen budget is the sweep's winning run: not launched again.
+    A run whose parameters differ in any key (another seed, another variant, another rate) is trained."""
+    launched = []
+
+    def fake_run(params, run_dir, **_):
+        launched.append((params["dpo_variant"], params["seed"], params["learning_rate"]))
+        return {"seconds": 1.0, "metrics": {"global_step": 4}, "params": dict(params), "dir": str(run_dir),
+                "model": str(run_dir / "final")}
+
+    monkeypatch.setattr(experiment, "train_run", fake_run)
+    base = {"seed": 0, "learning_rate": 1e-4, "chosen_nll_weight": 0.0}
+    swept = [fake_run({**base, "dpo_variant": "dpo", "learning_rate": lr}, tmp_path / f"sweep{lr:g}") for lr in (1e-4, 2e-4)]
+    launched.clear()
+    runs = experiment.train_variants(["dpo", "hae"], [0, 1], base, tmp_path, done=swept)
+    assert launched == [("hae", 0, 1e-4), ("dpo", 1, 1e-4), ("hae", 1, 1e-4)]
+    assert runs["dpo"]["reused"] and runs["dpo"]["dir"] == str(tmp_path / "sweep0.0001")
+    assert [label for label, run in runs.items() if run["reused"]] == ["dpo"]
+    summary = experiment.runs_summary(runs)
+    assert summary["dpo"]["reused"] and summary["hae_seed1"]["dir"] == str(tmp_path / "hae_seed1")

@@ -396,3 +396,21 @@ def test_launched_processes_share_the_cpu_cores(monkeypatch):
     assert command[command.index("--num_cpu_threads_per_process") + 1] == "4"
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert launch.cpu_threads_per_process(2) == 3
+
+
+def test_one_plain_process_runs_the_module_with_the_launchers_environment(monkeypatch):
+    """No accelerate config and one process: `python -m MODULE --profile FILE`, with the variables accelerate's
+    simple launcher sets; a config or several processes still go through `accelerate launch`."""
+    import os
+    import sys
+
+    from editcaption.train import launch
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    command, env = launch.launch_command("editcaption.train.hae_dpo", "p.yaml")
+    assert command == [sys.executable, "-m", "editcaption.train.hae_dpo", "--profile", "p.yaml"]
+    assert env["OMP_NUM_THREADS"] == "2" and env["ACCELERATE_MIXED_PRECISION"] == "no"
+    for kwargs in ({"num_processes": 2}, {"accelerate_config": "params/accelerate/zero3_cpu_test.yaml"}):
+        command, env = launch.launch_command("editcaption.train.sft", "p.yaml", **kwargs)
+        assert command[1:3] == ["-m", "accelerate.commands.launch"] and env == {}, kwargs

@@ -1,6 +1,7 @@
 """Where the repository, its notebooks, profiles and run folders are."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -51,3 +52,16 @@ def upstream(override: str, run_name: str, stage: str, relative: str, output_roo
         hint = f"set its path or run {stage} for run '{run_name}' first" if not override else "check the path"
         raise FileNotFoundError(f"{path} not found: {hint}")
     return path
+
+
+def dpo_runs(run_name: str, output_root: str | Path = "outputs") -> dict[str, dict]:
+    """The runs notebook 04 recorded in its metrics.json (label -> variant, seed, dir, model, ...); {} before it
+    has run. A run's folder is where it was trained: plain DPO's first seed may be the budget sweep's run."""
+    metrics = stage_dir(run_name, "04_hae_dpo", output_root) / "metrics.json"
+    return json.loads(metrics.read_text(encoding="utf-8")).get("runs", {}) if metrics.exists() else {}
+
+
+def dpo_models(run_name: str, output_root: str | Path = "outputs") -> dict[str, str]:
+    """Variant -> the model of notebook 04's first-seed run of it (its label is the variant's name)."""
+    return {run["variant"]: run["model"] for label, run in dpo_runs(run_name, output_root).items()
+            if label == run["variant"]}

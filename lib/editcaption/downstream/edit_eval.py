@@ -276,9 +276,7 @@ def _notebook_04_model(run_name: str, output_root, variant: str) -> tuple[str, s
         pooled = {r["model"]: r["rate"] for r in metrics.get("validation_rates", [])
                   if r["subset"] == "all" and r["measure"] == "p0" and r["model"] in trained}
         variant = min(trained, key=lambda v: pooled.get(v, float("inf")))
-    folder = paths.upstream("", run_name, "04_hae_dpo", variant, output_root)
-    final = folder / "merged" if (folder / "merged" / "config.json").exists() else folder / "final"
-    return str(final), variant
+    return paths.dpo_models(run_name, output_root)[variant], variant
 
 
 def resolve_captioners(names: str, *, run_name: str, output_root="outputs", model_name_or_path: str = "",

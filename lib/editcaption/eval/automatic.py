@@ -100,7 +100,6 @@ def our_models(sources: list[str], run_name: str, output_root: str = "outputs", 
     train is unavailable, a missing base or SFT model is an error."""
     from editcaption.data.preference import upstream_sft_model
     from editcaption.models.loading import _check_source
-    from editcaption.train.sft import final_model_dir
 
     unknown = [s for s in sources if s not in OUR_SOURCES]
     if unknown:
@@ -117,12 +116,13 @@ def our_models(sources: list[str], run_name: str, output_root: str = "outputs", 
         dpo_stage = paths.stage_dir(run_name, "04_hae_dpo", output_root)
         metrics_file = dpo_stage / "metrics.json"
         trained = json.loads(metrics_file.read_text())["variants"] if metrics_file.exists() else []
+        recorded = paths.dpo_models(run_name, output_root)
         for variant in variants:
             if variant not in trained:
                 unavailable[variant] = (f"notebook 04 did not train it (trained: {trained})" if metrics_file.exists()
                                         else f"{metrics_file} not found: notebook 04 has not run for run '{run_name}'")
                 continue
-            models[variant] = str(final_model_dir(dpo_stage / variant, merged_out=dpo_stage / variant / "merged"))
+            models[variant] = recorded[variant]
     return {s: models[s] for s in OUR_SOURCES if s in models}, unavailable
 
 

@@ -1,5 +1,5 @@
 """Notebook 04's runs: the DPO budget sweep on the validation subsets, then every table-4 variant (and seed)
-at the chosen budget. Each run is one `accelerate launch -m editcaption.train.hae_dpo` from the SFT model with
+at the chosen budget (plain DPO with the first seed is the sweep's winning run, not trained twice). Each run is one `accelerate launch -m editcaption.train.hae_dpo` from the SFT model with
 the SFT model as the frozen reference, into its own folder, as on a cluster.
 
 The budget (learning rate, and the weight of the chosen answer's NLL term) is chosen with plain DPO on the
@@ -53,32 +53,44 @@ def run_label(variant: str, seed: int, first_seed: int) -> str:
 
 def train_run(params: Mapping[str, Any], run_dir: str | Path, *, accelerate_config: str = "",
               num_processes: int = 1) -> dict[str, Any]:
-    """One HAE-DPO run into `run_dir`: its wall time, its train metrics (with the log history) and its model."""
+    """One HAE-DPO run into `run_dir`: its wall time, its train metrics (with the log history), the parameters it
+    was launched with, its folder and its model."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     seconds = launch.run_training(DPO_MODULE, {**params, "output_dir": str(run_dir)}, run_dir,
                                   accelerate_config=accelerate_config, num_processes=num_processes)
-    return {"seconds": seconds, "metrics": read_train_metrics(run_dir),
+    return {"seconds": seconds, "metrics": read_train_metrics(run_dir), "params": dict(params), "dir": str(run_dir),
             "model": str(final_model_dir(run_dir, merged_out=run_dir / "merged"))}
 
 
 def train_variants(variants: Sequence[str], seeds: Sequence[int], params: Mapping[str, Any], stage_dir: str | Path, *,
-                   accelerate_config: str = "", num_processes: int = 1) -> dict[str, dict[str, Any]]:
+                   done: Sequence[Mapping[str, Any]] = (), accelerate_config: str = "",
+                   num_processes: int = 1) -> dict[str, dict[str, Any]]:
     """Every (variant, seed) run from the same parameters (model, reference, data, budget): run label ->
-    {variant, seed, seconds, metrics, model}."""
+    {variant, seed, seconds, metrics, params, dir, model, reused}. A run of `done` (the budget sweep's) launched
+    with exactly the parameters a (variant, seed) needs is taken as it is (`reused` True) instead of trained
+    again: plain DPO with the first seed at the chosen budget is the sweep's winning run."""
     runs = {}
     for seed, variant in itertools.product(seeds, variants):
         label = run_label(variant, seed, seeds[0])
-        run = train_run({**params, "dpo_variant": variant, "seed": seed}, Path(stage_dir) / label,
-                        accelerate_config=accelerate_config, num_processes=num_processes)
+        run_params = {**params, "dpo_variant": variant, "seed": seed}
+        same = [run for run in done if run["params"] == run_params]
+        if same:
+            print(f"{label}: the sweep's run {same[0]['dir']} has these parameters; taken as it is")
+            run = {**same[0], "reused": True}
+        else:
+            run = {**train_run(run_params, Path(stage_dir) / label, accelerate_config=accelerate_config,
+                               num_processes=num_processes), "reused": False}
         runs[label] = {"variant": variant, "seed": seed, **run}
     return runs
 
 
 def runs_summary(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Run label -> its variant, seed, model folder, wall seconds and optimizer steps."""
-    return {label: {"variant": run["variant"], "seed": run["seed"], "model": run["model"],
-                    "seconds": round(run["seconds"], 1), "steps": run["metrics"]["global_step"]}
+    """Run label -> its variant, seed, run and model folders, wall seconds, optimizer steps, and whether it is a
+    sweep run taken as it is."""
+    return {label: {"variant": run["variant"], "seed": run["seed"], "dir": run["dir"], "model": run["model"],
+                    "seconds": round(run["seconds"], 1), "steps": run["metrics"]["global_step"],
+                    "reused": run["reused"]}
             for label, run in runs.items()}
 
 
@@ -113,6 +125,7 @@ class Sweep:
     table: pd.DataFrame
     best: dict[str, float]
     scores: dict[str, dict[str, pd.DataFrame]]
+    runs: list[dict[str, Any]]
 
 
 def sweep_budget(learning_rates: Sequence[float], nll_weights: Sequence[float], params: Mapping[str, Any],
@@ -127,15 +140,15 @@ def sweep_budget(learning_rates: Sequence[float], nll_weights: Sequence[float], 
             for lr in (learning_rates or [configured["learning_rate"]])
             for w in (nll_weights or [configured["chosen_nll_weight"]])]
     if not learning_rates and not nll_weights:
-        return Sweep(pd.DataFrame(columns=["setting", "p0", "low", "high", "chosen"]), configured, {})
+        return Sweep(pd.DataFrame(columns=["setting", "p0", "low", "high", "chosen"]), configured, {}, [])
     if not validation:
         raise ValueError("the budget sweep needs notebook 01's targeted validation subsets (n_targeted_validation > 0)")
-    models = {"SFT": sft_model}
+    models, runs = {"SFT": sft_model}, []
     for setting in grid:
         label = f"lr{setting['learning_rate']:g}_nll{setting['chosen_nll_weight']:g}"
-        run = train_run({**params, **setting, "dpo_variant": "dpo"}, Path(stage_dir) / label,
-                        accelerate_config=accelerate_config, num_processes=num_processes)
-        models[label] = run["model"]
+        runs.append(train_run({**params, **setting, "dpo_variant": "dpo"}, Path(stage_dir) / label,
+                              accelerate_config=accelerate_config, num_processes=num_processes))
+        models[label] = runs[-1]["model"]
     scores = targeted.score_models(models, validation, Path(stage_dir) / "generations", batch_size=batch_size,
                                    max_new_tokens=max_new_tokens)
     rows = [{"setting": name, **targeted.pooled_rate(by_mode, seed=seed)} for name, by_mode in scores.items()]
@@ -144,7 +157,7 @@ def sweep_budget(learning_rates: Sequence[float], nll_weights: Sequence[float], 
     best_label = trained.loc[trained["p0"].idxmin(), "setting"]
     table["chosen"] = table["setting"] == best_label
     best = grid[list(models).index(best_label) - 1]
-    return Sweep(table, best, scores)
+    return Sweep(table, best, scores, runs)
 
 
 def _trend(history: list[dict], key: str) -> tuple[float, float] | None:
@@ -189,16 +202,6 @@ def conclusion(comparisons: pd.DataFrame, runs: Mapping[str, Mapping[str, Any]],
 def histories(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, list[dict]]:
     """Run label -> its trainer log history."""
     return {label: run["metrics"]["log_history"] for label, run in runs.items()}
-
-
-def recorded_runs(run_name: str, output_root: str | Path = "outputs") -> dict[str, dict[str, Any]]:
-    """The runs notebook 04 recorded for this run (label -> variant, seed, model, ...); {} before it has run."""
-    import json
-
-    from editcaption import paths
-
-    metrics = paths.stage_dir(run_name, "04_hae_dpo", output_root) / "metrics.json"
-    return json.loads(metrics.read_text(encoding="utf-8")).get("runs", {}) if metrics.exists() else {}
 
 
 def run_seeds(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[str, int]]:
