@@ -11,7 +11,7 @@ N_PAIRS, BATCH, MAX_NEW_TOKENS, GOAL = 32, 16, 24, 4.0
 def run(n: int = N_PAIRS, batch_size: int = BATCH) -> dict:
     import torch
 
-    from editcaption.data.synthetic import generate_pairs
+    from editcaption.world.synthetic import generate_pairs
     from editcaption.models.loading import load_model_and_processor
     from editcaption.models.tiny import build_tiny_model
     from editcaption.prompts import generate_instructions

@@ -23,7 +23,8 @@ from trl import DPOConfig, DPOTrainer
 from editcaption.models import build_tiny_model
 from editcaption.prompts import INSTRUCTION_PROMPT
 from editcaption.records import ERROR_TYPES, PREFERENCE_FEATURES, SEVERITIES
-from editcaption.train.hae_dpo import HAEDPOConfig, HAEDPOTrainer, load_preferences
+from editcaption.data.preference_rows import load_preferences
+from editcaption.train.hae_dpo import HAEDPOConfig, HAEDPOTrainer
 
 datasets.disable_progress_bars()
 

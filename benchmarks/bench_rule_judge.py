@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 
-from editcaption.eval.judges import RuleJudge
+from editcaption.world.rule_judge import RuleJudge
 from editcaption.records import make_change
 
 N_ITEMS, GOAL = 5000, 5000.0
@@ -46,7 +46,7 @@ def _variants(changes: list, text: str) -> list[tuple[list, str]]:
 def build_items(n: int = N_ITEMS) -> tuple[list[tuple[list, str]], str]:
     """n (changes, instruction) items and where they came from."""
     try:
-        from editcaption.data.synthetic import generate_pairs
+        from editcaption.world.synthetic import generate_pairs
     except ImportError:
         items, source = HAND_WRITTEN, "hand-written"
     else:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import datasets
 
-from editcaption.data.synthetic import generate_pairs
+from editcaption.world.synthetic import generate_pairs
 from editcaption.models import build_tiny_model
 from editcaption.train.sft import PREFIX, SFT_KEYS, train_sft
 from editcaption.train.common import load_training_params

@@ -9,7 +9,7 @@ import time
 
 import datasets
 
-from editcaption.data.synthetic import generate_pairs, write_pairs
+from editcaption.world.synthetic import generate_pairs, write_pairs
 
 datasets.disable_progress_bars()
 

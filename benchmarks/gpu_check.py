@@ -43,12 +43,12 @@ from trl import SFTConfig, SFTTrainer
 from bench_hae_dpo import compare as compare_dpo_steps
 from bench_hae_dpo import preference_rows
 from editcaption import paths
-from editcaption.data.synthetic import generate_pairs
+from editcaption.world.synthetic import generate_pairs
 from editcaption.generation import make_backend
 from editcaption.models.tiny import PRESETS, tiny_model_parts
 from editcaption.records import PREFERENCE_FEATURES
 from editcaption.train import launch
-from editcaption.train.hae_dpo import load_preferences
+from editcaption.data.preference_rows import load_preferences
 from editcaption.train.sft import load_sft_dataset, sample_lengths
 
 datasets.disable_progress_bars()

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from editcaption import records
 from editcaption.reporting import tables
 
 
 def _long(table, rows, judge, data):
-    return pd.DataFrame([dict(zip(tables.LONG_COLUMNS, (table, *r, judge, data))) for r in rows])
+    return pd.DataFrame([dict(zip(records.LONG_COLUMNS, (table, *r, judge, data))) for r in rows])
 
 
 def make_fake_run(run_dir: Path, *, with_downstream: bool = True) -> Path:

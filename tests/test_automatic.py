@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from editcaption.data.synthetic import generate_pairs
+from editcaption import records
+from editcaption.world.synthetic import generate_pairs
 from editcaption.eval import automatic, stats
 from editcaption.eval.automatic import Benchmark
 from editcaption.records import RecordError
-from editcaption.reporting import eval_figures, tables
+from editcaption.reporting import eval_figures, eval_tables
 
 
 @pytest.fixture(scope="module")
@@ -171,9 +172,9 @@ def test_tables_3_and_4_are_written_with_cis_and_delta(tmp_path):
     summaries = automatic.summarize_all(scores, n_boot=200)
     order3, order4 = automatic.table_orders(["gem", "sft", "dpo", "hae"])
     assert order3 == ["gem", "sft", "dpo", "hae"] and order4 == ["sft", "dpo", "hae"]
-    written = automatic.write_tables(summaries, tmp_path, table3_order=order3, table4_order=order4)
+    written = eval_tables.write_tables(summaries, tmp_path, table3_order=order3, table4_order=order4)
     long3 = pd.read_csv(tmp_path / "table3_long.csv")
-    assert tuple(long3.columns) == tables.LONG_COLUMNS and set(long3["metric"]) == {"S", "Acc", "Comp", "Clar"}
+    assert tuple(long3.columns) == records.LONG_COLUMNS and set(long3["metric"]) == {"S", "Acc", "Comp", "Clar"}
     assert list(dict.fromkeys(long3["model"])) == ["gem", "SFT", "DPO", "HAE-DPO"]
     assert set(long3["data"]) == {"synthetic-test n=4"} and set(long3["judge"]) == {"rule"}
     table4 = pd.read_csv(tmp_path / "table4.csv", index_col=0, dtype=str)

@@ -7,7 +7,8 @@ import datasets
 import pytest
 
 from editcaption import annotation, jsonl_cache
-from editcaption.data import construct, scorers, synthetic, teacher
+from editcaption.data import construct, scorers, teacher
+from editcaption.world import synthetic
 from editcaption.records import RecordError
 from editcaption.train.sft import load_sft_dataset
 

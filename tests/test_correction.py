@@ -8,9 +8,9 @@ import statistics
 import pytest
 
 from editcaption.data import correction
-from editcaption.data.synthetic import generate_pairs
+from editcaption.world.synthetic import generate_pairs
 from editcaption.data.teacher import simulate_caption
-from editcaption.eval.judges import RuleJudge
+from editcaption.world.rule_judge import RuleJudge
 from editcaption.records import make_change
 
 JUDGE = RuleJudge()

@@ -420,7 +420,7 @@ def test_imgedit_steps_by_hand():
 # ------------------------------------------------------------------------------------------------ table 5
 
 def test_table5_cells(tmp_path):
-    from editcaption.reporting.tables import LONG_COLUMNS
+    from editcaption.records import LONG_COLUMNS
 
     stats = pd.DataFrame({"n": [4], "G_SC": [7.5], "G_PQ": [6.5], "G_O": [6.9]}, index=["average"])
     types = {kind: 3.0 for kind in cluster.IMGEDIT_TYPES} | {"style": 4.8}

@@ -119,14 +119,14 @@ def test_vocabulary_and_bad_triplets():
 
 
 def test_table5_rows_follow_the_long_contract():
-    from editcaption.reporting import tables
+    from editcaption import records
 
     rows = _colour_edits(6, seed=2)
     scores = edit_eval.score_edits(rows, [r["target_image"] for r in rows])
     summary = edit_eval.summarize_edits(scores)
     assert summary["edit_success"]["value"] == 100 and summary["PSNR"]["value"] == 100
     long_rows = edit_eval.table5_rows({"oracle": summary}, data="unit")
-    tables.validate_long(long_rows)
+    records.validate_long(long_rows)
     assert list(long_rows["metric"]) == ["PSNR", "SSIM", "edit_success", "edit_success:color"]
 
 
@@ -186,7 +186,7 @@ def test_library_ssim_and_psnr_equal_the_former_ones_on_fixtures():
     hand-written float64 SSIM (kept in this file as the reference)."""
     from torchmetrics.functional.image import structural_similarity_index_measure
 
-    from editcaption.data.synthetic import generate_pairs
+    from editcaption.world.synthetic import generate_pairs
     from editcaption.downstream.editor import _tensor, ssim_map
 
     pairs = generate_pairs(6, seed=0, size=128, progress=False)

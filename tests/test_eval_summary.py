@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from editcaption.data.synthetic import generate_pairs
+from editcaption.world.synthetic import generate_pairs
 from editcaption.eval import stats, summary
 
 

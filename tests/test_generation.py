@@ -11,7 +11,7 @@ from PIL import Image
 
 from editcaption import generation
 from editcaption.data.loaders import load_own_pairs
-from editcaption.data.synthetic import generate_pairs
+from editcaption.world.synthetic import generate_pairs
 from editcaption.generation import (BACKENDS, OpenAIBackend, TransformersBackend, image_data_url, make_backend,
                                     openai_messages, read_cache)
 from editcaption.models import build_tiny_model, load_model_and_processor

@@ -24,6 +24,7 @@ from editcaption.models import build_tiny_model, load_model_and_processor
 from editcaption.prompts import INSTRUCTION_PROMPT
 from editcaption.records import ERROR_TYPES, PREFERENCE_FEATURES, SEVERITIES, RecordError
 from editcaption.train.common import last_checkpoint, load_training_params
+from editcaption.data.preference_rows import load_preferences
 from editcaption.train.hae_dpo import (
     DPO_KEYS,
     ERROR_TYPE_KEY,
@@ -34,7 +35,6 @@ from editcaption.train.hae_dpo import (
     HAEDPOConfig,
     HAEDPOTrainer,
     PreferenceLabelCollator,
-    load_preferences,
     preference_lengths,
     train_hae_dpo,
 )

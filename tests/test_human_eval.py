@@ -9,10 +9,12 @@ import pytest
 
 from editcaption import annotation
 from editcaption.annotation import CHECKLIST, SheetImportError
-from editcaption.data import synthetic, teacher
+from editcaption.data import teacher
+from editcaption.world import synthetic
 from editcaption.eval import human
+from editcaption.reporting import eval_tables
 from editcaption.eval.human import Issue
-from editcaption.eval.judges import RuleJudge
+from editcaption.world.rule_judge import RuleJudge
 from editcaption.records import RecordError, make_change
 
 MODELS = ("captioner-alpha", "captioner-beta", "captioner-gamma")
@@ -253,7 +255,7 @@ def test_agreement_uses_cohen_for_two_and_fleiss_for_more():
     assert three["pairwise_cohen"]["a | c"] == pytest.approx(1.0)
     matrix = human.pairwise_matrix(_labels({"a": a, "b": b}))
     assert matrix.loc["a", "b"] == matrix.loc["b", "a"] == pytest.approx(two["kappa"])
-    table = human.agreement_table(three, {"a": 0.5})
+    table = eval_tables.agreement_table(three, {"a": 0.5})
     assert list(table.index) == ["all 3 (fleiss)", "a | b", "a | c", "b | c", "a | rule judge"]
 
 

@@ -17,9 +17,10 @@ import pytest
 from PIL import Image
 
 from editcaption import records
-from editcaption.data.synthetic import generate_pairs
-from editcaption.eval import judge_prompts, rubric
-from editcaption.eval.judges import RuleJudge
+from editcaption.world.synthetic import generate_pairs
+from editcaption import rubric
+from editcaption.eval import judge_prompts
+from editcaption.world.rule_judge import RuleJudge
 from editcaption.eval.llm_judge import (DIMENSIONS, FAILURE_KINDS, RESULT_COLUMNS, LLMJudge, make_judge, parse_reply,
                                         read_instructions)
 from editcaption.generation import image_data_url

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from editcaption.data import mining
-from editcaption.data.synthetic import generate_pairs
+from editcaption.world.synthetic import generate_pairs
 from editcaption.records import make_change
 
 MOVE_LEFT = [make_change("move", "red star", "position", direction="left")]

@@ -16,7 +16,7 @@ from editcaption import config, runner
 from editcaption.data.loaders import BM_BENCH_EDIT_TYPES
 from editcaption.eval.judge_prompts import COMPLETENESS_VALUES, SCORE_RANGE
 from editcaption.records import load_pairs
-from editcaption.reporting.tables import LONG_COLUMNS
+from editcaption.records import LONG_COLUMNS
 
 STAGE = "05_automatic_evaluation"
 FAKE_KEY = "sk-FAKE-KEY-DO-NOT-LEAK-123"

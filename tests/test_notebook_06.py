@@ -8,9 +8,10 @@ import pytest
 import yaml
 
 from editcaption import annotation, config, runner
-from editcaption.data import synthetic, teacher
+from editcaption.data import teacher
+from editcaption.world import synthetic
 from editcaption.records import save_pairs
-from editcaption.reporting.tables import LONG_COLUMNS
+from editcaption.records import LONG_COLUMNS
 
 SOURCES = {"weak-captioner": teacher.DEFAULT_RATES, "sft": {m: 0.05 for m in teacher.MODES}}  # external, ours
 

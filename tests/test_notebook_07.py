@@ -4,9 +4,9 @@ import json
 import pandas as pd
 import pytest
 
+from editcaption import records
 from editcaption.downstream import read_instructpix2pix
 from editcaption.downstream.editor import TrainedEditor
-from editcaption.reporting import tables
 
 STAGE = "07_downstream_editing"
 LABELS = ["base (no SFT)", "SFT", "HAE-DPO (hae)", "teacher (simulated)", "GT instructions (upper bound)"]
@@ -42,7 +42,7 @@ def test_smoke_07_trains_an_editor_per_captioner_and_writes_table5(run):
     assert metrics["captioners"]["gt"]["distinct_captions"] > 1
     assert metrics["editor_backend"] == "cpu" and metrics["step1x_table5"] is None
 
-    long_rows = tables.validate_long(pd.read_csv(stage / "table5_long.csv"))
+    long_rows = records.validate_long(pd.read_csv(stage / "table5_long.csv"))
     assert set(long_rows["table"]) == {"table5"} and set(long_rows["benchmark"]) == {"synthetic-heldout"}
     assert {"PSNR", "SSIM", "edit_success"} <= set(long_rows["metric"])
     assert any(m.startswith("edit_success:") for m in long_rows["metric"])

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from editcaption.data.preference import MODES
-from editcaption.train.hae_dpo import load_preferences
+from editcaption.data.preference_rows import load_preferences
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from editcaption import records
 from editcaption.reporting import paper, tables
 
 PAPER_TEXT = Path(__file__).resolve().parents[1].parent / "shared" / "paper" / "EditCaption-arXiv-2604.08213v2.txt"
@@ -174,7 +175,7 @@ def test_paper_tables_keep_layout_and_cell_text(tmp_path):
 
 
 def _long(rows):
-    return pd.DataFrame([dict(zip(tables.LONG_COLUMNS, r)) for r in rows])
+    return pd.DataFrame([dict(zip(records.LONG_COLUMNS, r)) for r in rows])
 
 
 def test_comparison_puts_ours_beside_the_mapped_paper_row():

@@ -9,10 +9,11 @@ import torch
 
 from editcaption import annotation
 from editcaption.data import construct, mining, preference
-from editcaption.eval.judges import RuleJudge
-from editcaption.data.synthetic import generate_pairs
+from editcaption.world.rule_judge import RuleJudge
+from editcaption.world.synthetic import generate_pairs
 from editcaption.records import PREFERENCE_FEATURES, make_change
-from editcaption.train.hae_dpo import load_preferences
+from editcaption.data.preference_rows import load_preferences
+from editcaption.train import experiment, margin
 from editcaption.train.margin import hae_margin
 
 MOVE_LEFT = [make_change("move", "red star", "position", "", "", "left")]
@@ -177,7 +178,7 @@ def test_reference_margins_follow_eq3(corrected, tiny_model, tmp_path):
     _, pairs, _, _, _, corrections = corrected
     prefs = preference.build_preference_set(pairs, corrections, sorted(corrections.rows)[:4])
     folder = preference.save_preference_set(prefs, tmp_path / "preferences")
-    margins = preference.reference_margins(tiny_model, folder, gamma_st=2.0, gamma_h=0.5, tau=0.5, limit=3)
+    margins = margin.reference_margins(tiny_model, folder, gamma_st=2.0, gamma_h=0.5, tau=0.5, limit=3)
     assert len(margins) == 3 and (margins["ref_logp_chosen"] < 0).all()
     m, st, h = hae_margin(list(margins["severity"]), list(margins["error_type"]),
                           torch.tensor(margins["ref_logp_rejected"]), torch.tensor(margins["ref_logp_chosen"]),
@@ -187,10 +188,10 @@ def test_reference_margins_follow_eq3(corrected, tiny_model, tmp_path):
 
 
 def test_variants_and_rewards():
-    assert preference.parse_variants(" dpo, hae ") == ["dpo", "hae"]
+    assert experiment.parse_variants(" dpo, hae ") == ["dpo", "hae"]
     for bad in ("", "dpo,dpo", "dpo,ipo"):
         with pytest.raises(ValueError, match="dpo_variants"):
-            preference.parse_variants(bad)
+            experiment.parse_variants(bad)
     history = [{"step": 1, "rewards/margins": 0.1, "loss": 0.7}, {"step": 2, "rewards/margins": 0.3}, {"train_loss": 1}]
-    summary = preference.reward_summary(history)
+    summary = experiment.reward_summary(history)
     assert summary["rewards/margins"] == 0.3 and summary["loss"] == 0.7 and summary["rewards/accuracies"] is None

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from editcaption.data import synthetic as syn
+from editcaption.world import synthetic as syn
 from editcaption.models import pretrain as pt
 
 

@@ -6,8 +6,8 @@ import math
 import pytest
 
 from editcaption import records
-from editcaption.eval import rubric
-from editcaption.eval.rubric import (
+from editcaption import rubric
+from editcaption.rubric import (
     accuracy_score,
     clarity_ceiling,
     clarity_score,

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from editcaption import records
-from editcaption.eval import rubric
-from editcaption.eval.judges import RuleJudge, score_file
+from editcaption import rubric
+from editcaption.world.rule_judge import RuleJudge, score_file
 from editcaption.records import RecordError, make_change
 
 JUDGE = RuleJudge()
@@ -328,7 +328,7 @@ def test_score_file_arguments(tmp_path):
 
 
 def test_generator_reference_instructions_score_five():
-    from editcaption.data import synthetic
+    from editcaption.world import synthetic
 
     rows = synthetic.generate_pairs(120, seed=0, progress=False).select_columns(["instruction", "changes"]).to_list()
     perfect = sum(JUDGE.score(r["changes"], r["instruction"])["composite"] == 5.0 for r in rows)

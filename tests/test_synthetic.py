@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from editcaption import records
-from editcaption.data import synthetic
-from editcaption.data.vocab import BACKGROUNDS, COLORS, SIGN_WORDS
+from editcaption.world import synthetic
+from editcaption.vocab import BACKGROUNDS, COLORS, SIGN_WORDS
 
 FORBIDDEN = re.compile(r"\b(adjust|process|optimize|modify|appropriate|slightly|a bit|somewhat|that|this|it)\b"
                        r"|refer to (the )?original image", re.IGNORECASE)

@@ -4,12 +4,13 @@ import math
 import pandas as pd
 import pytest
 
+from editcaption import records
 from editcaption.records import RecordError
 from editcaption.reporting import tables
 
 
 def _long(rows):
-    return pd.DataFrame([dict(zip(tables.LONG_COLUMNS, r)) for r in rows])
+    return pd.DataFrame([dict(zip(records.LONG_COLUMNS, r)) for r in rows])
 
 
 def test_ci_cell_formats_value_and_interval():
@@ -56,7 +57,7 @@ def test_write_long_validates_and_names_the_missing_column(tmp_path):
     path = tables.write_long(rows, tmp_path, "table3")
     assert path.name == "table3_long.csv"
     back = pd.read_csv(path)
-    assert tuple(back.columns) == tables.LONG_COLUMNS and back.loc[0, "value"] == 2.0
+    assert tuple(back.columns) == records.LONG_COLUMNS and back.loc[0, "value"] == 2.0
     with pytest.raises(RecordError, match=r"table3_long.csv.*field 'judge'"):
         tables.write_long(rows.drop(columns=["judge"]), tmp_path, "table3")
     bad = rows.copy()

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from editcaption.data import construct
-from editcaption.data.synthetic import generate_pairs
+from editcaption.world.synthetic import generate_pairs
 from editcaption.eval import stats, targeted
 from editcaption.train import experiment
 

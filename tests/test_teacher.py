@@ -3,8 +3,9 @@ import random
 
 import pytest
 
-from editcaption.data import synthetic, teacher
-from editcaption.eval.judges import RuleJudge
+from editcaption.data import teacher
+from editcaption.world import synthetic
+from editcaption.world.rule_judge import RuleJudge
 from editcaption.records import RecordError, make_change
 
 

@@ -150,9 +150,9 @@ def test_folder_without_config_error_names_path(tmp_path):
 
 
 def test_hub_id_passes_through_unchecked():
-    from editcaption.models.loading import _check_source
+    from editcaption.paths import model_source
 
-    assert _check_source("Qwen/Qwen3-VL-32B-Instruct") == "Qwen/Qwen3-VL-32B-Instruct"
+    assert model_source("Qwen/Qwen3-VL-32B-Instruct") == "Qwen/Qwen3-VL-32B-Instruct"
 
 
 def test_corpus_override_changes_the_tokenizer(smoke_dir, tmp_path):

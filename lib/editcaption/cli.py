@@ -37,7 +37,7 @@ def _cmd_pretrain_tiny(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from editcaption.data.synthetic import synth_main
+    from editcaption.world.synthetic import synth_main
 
     out = synth_main(args.n, args.seed, args.size, args.out, layout=args.layout)
     print(f"{args.n} synthetic pairs (seed {args.seed}, {args.size} px, {args.layout} layout) written to {out}")
@@ -49,7 +49,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
     pairs = records.load_pairs(args.pairs)
     if args.judge == "rule":
-        from editcaption.eval.judges import RuleJudge
+        from editcaption.world.rule_judge import RuleJudge
 
         summary = RuleJudge().score_file(pairs, args.instructions, args.out, on_error=args.on_error)
     else:

@@ -44,6 +44,7 @@ import openai
 import tenacity
 
 from editcaption import jsonl_cache
+from editcaption.models.loading import load_model_and_processor
 from editcaption.prompts import INSTRUCTION_PROMPT, PROMPT_VERSION, generate_instructions
 from editcaption.records import RecordError
 
@@ -104,7 +105,7 @@ class Pair(NamedTuple):
     target: Any
 
 
-def _image(value: Any, pair_id: str, field: str):
+def pil_image(value: Any, pair_id: str, field: str):
     """A PIL image from a PIL image, an image file path, or `datasets`' undecoded {"bytes", "path"}."""
     from PIL import Image
 
@@ -155,8 +156,8 @@ def _iter_pairs(pairs, indices: list[int]) -> Iterator[Pair]:
         for field in ("source_image", "target_image"):
             if field not in row:
                 raise RecordError("missing field", row=row["id"], field=field)
-        yield Pair(row["id"], _image(row["source_image"], row["id"], "source_image"),
-                   _image(row["target_image"], row["id"], "target_image"))
+        yield Pair(row["id"], pil_image(row["source_image"], row["id"], "source_image"),
+                   pil_image(row["target_image"], row["id"], "target_image"))
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:
@@ -381,8 +382,6 @@ class TransformersBackend(CaptionBackend):
 
     def _load(self):
         if self._loaded is None:
-            from editcaption.models.loading import load_model_and_processor
-
             model, processor = load_model_and_processor(self.model, dtype=self.dtype, device=self.device)
             for key, value in self.sampling.items():
                 setattr(model.generation_config, key, value)

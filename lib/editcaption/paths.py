@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 ROOT_ENV = "EDITCAPTION_ROOT"  # set to point at a checkout when running from elsewhere
@@ -65,3 +66,29 @@ def dpo_models(run_name: str, output_root: str | Path = "outputs") -> dict[str, 
     """Variant -> the model of notebook 04's first-seed run of it (its label is the variant's name)."""
     return {run["variant"]: run["model"] for label, run in dpo_runs(run_name, output_root).items()
             if label == run["variant"]}
+
+
+# "owner/name" as the hub spells a repository id.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def model_source(path_or_name: str | Path) -> str:
+    """A model to load: a local folder must exist and hold config.json; a hub id passes through unchanged."""
+    text = str(path_or_name)
+    path = Path(text).expanduser()
+    looks_like_hub_id = bool(_HUB_ID.match(text)) and not path.parent.exists()
+    if path.exists() or not looks_like_hub_id:
+        if not path.is_dir():
+            raise FileNotFoundError(f"model folder {path} does not exist")
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"model folder {path} has no config.json; is it a saved checkpoint?")
+        return str(path)
+    return text
+
+
+def sft_model(sft_model_path: str, run_name: str, output_root: str | Path = "outputs") -> str:
+    """The SFT checkpoint: `sft_model_path` when set, else the `sft_model` notebook 02 recorded for this run."""
+    if sft_model_path:
+        return model_source(sft_model_path)
+    metrics = upstream("", run_name, "02_sft", "metrics.json", output_root)
+    return model_source(json.loads(metrics.read_text(encoding="utf-8"))["sft_model"])

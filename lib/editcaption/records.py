@@ -6,14 +6,16 @@ Every loader (synthetic, HQ-Edit, ByteMorph-Bench, MagicBrush, one's own JSONL) 
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import datasets
+import pandas as pd
+
+from editcaption.rubric import ERROR_TYPES, SEVERITIES
 
 CATEGORIES = ("semantic", "stylistic", "structural")
-ERROR_TYPES = ("orientation", "viewpoint", "detail")
-SEVERITIES = ("P0", "P1", "P2")
 
 # One structured change, known exactly for synthetic pairs (what lets the rule judge score
 # without an LLM). Empty strings where a field does not apply.
@@ -184,3 +186,30 @@ def load_pairs(path: str | Path) -> datasets.Dataset:
     if missing:
         raise RecordError(f"missing columns {sorted(missing)}", file=path, field=sorted(missing)[0])
     return ds
+
+
+# ------------------------------------------------------------------------------------ the long table format
+
+# Every table a stage writes (tables 2-5), one row per cell: notebook 08 and the figures read only this.
+LONG_COLUMNS = ("table", "model", "benchmark", "metric", "value", "low", "high", "judge", "data")
+
+
+def missing_value(x) -> bool:
+    """True for None and NaN."""
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def validate_long(rows: pd.DataFrame, source: str = "<long table>") -> pd.DataFrame:
+    """Check the LONG_COLUMNS are there and each value is numeric; return the rows in column order."""
+    for column in LONG_COLUMNS:
+        if column not in rows.columns:
+            raise RecordError(f"long table lacks column {column!r} (has {list(rows.columns)})", file=source,
+                              field=column)
+    for i, value in enumerate(rows["value"]):
+        if missing_value(value):
+            continue
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            raise RecordError(f"value {value!r} is not a number", file=source, row=i, field="value") from None
+    return rows[list(LONG_COLUMNS)].reset_index(drop=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from editcaption import config, paths
+from editcaption.reporting import site
 
 
 class NotebookFailed(RuntimeError):
@@ -99,8 +100,6 @@ def run_profile(profile: str, *, only: str | None = None, run_name: str | None =
         results.append(StageResult(nb.name, str(executed), time.time() - start, "ok", metrics))
         _write_summary(run_dir, profile, results)
     if browsable:
-        from editcaption.reporting import site
-
         index = site.build_site(run_dir)
         if progress:
             print(f"browse the run: {index}")

@@ -18,8 +18,12 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import datasets
 
-from editcaption import annotation, records
-from editcaption.data import scorers
+from editcaption import annotation, generation, records
+from editcaption.data import scorers, teacher
+from editcaption.data.loaders import load_benchmark
+from editcaption.prompts import INSTRUCTION_PROMPT, build_sft_example
+from editcaption.world.rule_judge import ERROR_TYPES, RuleJudge
+from editcaption.world.synthetic import generate_pairs
 
 TEST_SEED_OFFSET = 1_000_000  # the test split's generator seed is seed + this: its own ids and scenes
 SFT_COLUMNS = ("id", "edit_type", "category")  # kept beside TRL's images / prompt / completion
@@ -42,13 +46,9 @@ def build_or_load_pairs(pairs_source: str, *, n: int, seed: int, image_size: int
     n rows with `seed` (n=0: all).
     With `out_dir`, the pairs are saved there (a `datasets` folder) for the later notebooks."""
     if pairs_source == "synthetic":
-        from editcaption.data.synthetic import generate_pairs
-
         pairs = generate_pairs(n, seed=seed, size=image_size, layout=layout, edit_types=parse_edit_types(edit_types),
                                max_objects=max_objects)
     else:
-        from editcaption.data.loaders import load_benchmark
-
         pairs = load_benchmark(pairs_source, pairs_path or None, n=n or None, seed=seed)
     if out_dir is not None:
         records.save_pairs(pairs, out_dir)
@@ -78,9 +78,6 @@ def caption_backend(name: str, *, seed: int = 0, teacher_rates: Mapping[str, flo
     None) keep the backend's defaults."""
     import inspect
 
-    from editcaption import generation
-    from editcaption.data import teacher
-
     if name == teacher.NAME:
         return generation.make_backend(name, seed=seed, rates=dict(teacher_rates or {}))
     if name not in generation.BACKENDS:
@@ -100,7 +97,6 @@ def caption_summary(backend) -> dict:
 def teacher_check(backend, pairs: datasets.Dataset) -> dict:
     """For the simulated teacher: its configured vs measured rates and the rule judge's agreement with
     the injected errors (`teacher.check_against_judge`); {} for any other backend."""
-    from editcaption.data import teacher
 
     if not isinstance(backend, teacher.SimulatedTeacher):
         return {}
@@ -117,7 +113,6 @@ def modes_table(check: dict):
 
 def injected_notes(backend) -> dict[str, str]:
     """Pair id -> "injected: ..." for the simulated teacher's captions ({} for any other backend)."""
-    from editcaption.data import teacher
 
     if not isinstance(backend, teacher.SimulatedTeacher):
         return {}
@@ -129,8 +124,6 @@ def caption_pairs(pairs: datasets.Dataset, backend, *, cache_path: str | Path | 
     """Pair id -> the backend's caption (the candidate instruction; "" where captioning failed, with
     the reason in `backend.stats`). The simulated teacher also writes what it injected to
     `teacher_injected.jsonl` beside the cache."""
-    from editcaption.data import teacher
-    from editcaption.prompts import INSTRUCTION_PROMPT
 
     texts = backend.generate(pairs, prompt=INSTRUCTION_PROMPT, cache_path=cache_path, progress=progress)
     if isinstance(backend, teacher.SimulatedTeacher) and cache_path is not None:
@@ -307,7 +300,6 @@ def build_sft_set(pairs: datasets.Dataset, instructions: Mapping[str, str], *, v
                   seed: int) -> datasets.DatasetDict:
     """TRL vision rows (`images` = [source, target], `prompt`, `completion`) plus id, edit_type and
     category for the pairs in `instructions`, split into train / validation by `seed`."""
-    from editcaption.prompts import build_sft_example
 
     if not 0.0 <= validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
@@ -350,7 +342,6 @@ def fresh_pairs(n: int, *, generator_seed: int, exclude: Mapping[str, datasets.D
     """n synthetic pairs from `generator_seed` (of the comma-separated `edit_types`, at most `max_objects`
     objects), none sharing an id or an image with the `exclude` splits; returns them and how many generated
     pairs were left out for a shared id or image."""
-    from editcaption.data.synthetic import generate_pairs
 
     taken_ids = {pid for split in exclude.values() for pid in split["id"]}
     taken_images = set().union(*(_image_hashes(split) for split in exclude.values()))
@@ -408,7 +399,6 @@ def failure_modes(pairs: datasets.Dataset, instructions: Mapping[str, str]) -> d
     """Rule-judge measurement of instructions against their pairs' structured changes: the share with
     a P0 error, with no error, and with each failure mode (any severity / at P0). Pairs without
     `changes` cannot be measured and are counted in `n_unmeasured`; empty instructions count as P0."""
-    from editcaption.eval.judges import ERROR_TYPES, RuleJudge
 
     judge = RuleJudge()
     changes = dict(zip(pairs["id"], pairs["changes"]))
@@ -439,7 +429,6 @@ def refinement_example_ids(pairs: datasets.Dataset, candidates: Mapping[str, str
                            n: int) -> list[str]:
     """n refined pairs to show: those whose candidate the rule judge finds an error in first (what the
     refinement fixed), then the others, each in pair order."""
-    from editcaption.eval.judges import RuleJudge
 
     judge = RuleJudge()
     flawed, fine = [], []

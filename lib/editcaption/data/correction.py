@@ -24,9 +24,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
-from editcaption.data.synthetic import clause_options
-from editcaption.data.vocab import COLORS, STYLES, TEXTURES
-from editcaption.eval.judges import RuleJudge
+from editcaption.world.synthetic import clause_options
+from editcaption.vocab import COLORS, STYLES, TEXTURES
+from editcaption.world.rule_judge import RuleJudge
 
 _WORD = re.compile(r"[A-Za-z0-9]+")
 MAX_STEPS = 6  # edits per instruction before the corrector gives up

@@ -25,7 +25,8 @@ import datasets
 import pandas as pd
 
 from editcaption import records
-from editcaption.eval.judges import RuleJudge
+from editcaption.generation import TransformersBackend
+from editcaption.world.rule_judge import RuleJudge
 
 MODES = records.ERROR_TYPES  # orientation, viewpoint, detail
 KINDS = ("clean", "rejected", "other", "off_topic", "empty")
@@ -75,7 +76,6 @@ def sample_candidates(pairs: datasets.Dataset, model: str | Path, *, k: int, tem
                       progress: bool = True) -> tuple[dict[str, list[str]], dict]:
     """id -> [greedy, sample 1, ..., sample k] from the model (transformers backend), and generation stats.
     Sampled batches are seeded with `seed`: the same pairs, settings and batch size give the same samples."""
-    from editcaption.generation import TransformersBackend
 
     if k < 0:
         raise ValueError(f"mining_k must be >= 0, got {k}")

@@ -8,9 +8,8 @@ judge reads every candidate; pass@1 / pass@K per edit type; the rejected answer 
 `export_correction_sheet` → (`simulated_chosen` + `simulate_corrections`, or a person's filled file) →
 `import_corrections` → `chosen_provenance` (where each chosen answer came from, its edit distance to the
 rejected one) → `balance` (over the failure modes that exist) → `build_preference_set` /
-`save_preference_set` (rows of `records.PREFERENCE_FEATURES`, what `hae_dpo.load_preferences` reads).
-Notebook 04 uses `parse_variants`, `reference_margins` (eq. 3 over the set with the reference model) and
-`reward_summary`.
+`save_preference_set` (rows of `records.PREFERENCE_FEATURES`, read back through
+`preference_rows.load_preferences`, as the trainer reads them).
 """
 from __future__ import annotations
 
@@ -24,8 +23,10 @@ from typing import Mapping, Sequence
 import datasets
 import pandas as pd
 
-from editcaption import annotation, records
+from editcaption import annotation, paths, records
 from editcaption.data import construct, correction, mining
+from editcaption.data.preference_rows import load_preferences
+from editcaption.prompts import INSTRUCTION_PROMPT
 
 PREFERENCE_SEED_OFFSET = 2_000_000  # the candidate pool's generator seed is seed + this (the test split: + 1_000_000)
 REJECTED_SOURCES = ("sft-model", "simulated-teacher")
@@ -320,7 +321,6 @@ def balance(labels: Mapping[str, str], mix: Mapping[str, float], *, n_total: int
 def build_preference_set(pairs: datasets.Dataset, corrections: Corrections, ids: Sequence[str]) -> datasets.Dataset:
     """One row of `records.PREFERENCE_FEATURES` per id: images [source, target], the instruction prompt, the
     correction as chosen, the candidate as rejected, and the annotator's error type and severity."""
-    from editcaption.prompts import INSTRUCTION_PROMPT
 
     wanted = set(ids)
     if not wanted:
@@ -341,9 +341,7 @@ def build_preference_set(pairs: datasets.Dataset, corrections: Corrections, ids:
 
 def save_preference_set(preferences: datasets.Dataset, out_dir: str | Path) -> Path:
     """Save as a `datasets` folder (and `<out_dir>.parquet` beside it) and read it back through
-    `hae_dpo.load_preferences` (the trainer's check)."""
-    from editcaption.train.hae_dpo import load_preferences
-
+    `preference_rows.load_preferences` (the trainer's check)."""
     out_dir = records.save_dataset(preferences, out_dir)
     load_preferences(out_dir)
     return out_dir
@@ -368,88 +366,9 @@ def preference_example_ids(preferences: datasets.Dataset, per_mode: int = 1) -> 
     return [pid for m in MODES for pid in picked[m]]
 
 
-# ------------------------------------------------------------------------- 6 · notebook 04 helpers
-
-def parse_variants(text: str) -> list[str]:
-    """"dpo,st_only,h_only,hae" -> the variants in order (table 4's rows); unknown or repeated names raise."""
-    from editcaption.train.hae_dpo import VARIANTS
-
-    variants = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if not variants or unknown or len(set(variants)) != len(variants):
-        raise ValueError(f"dpo_variants {text!r}: expected distinct names from {sorted(VARIANTS)}")
-    return variants
-
-
-def reference_margins(model_path: str | Path, preference_path: str | Path, *, gamma_st: float = 1.0,
-                      gamma_h: float = 1.0, tau: float = 1.0, hardness_logp: str = "mean", limit: int = 0):
-    """Eq. 3 over the preference set: the reference model's ℓ_ref of chosen and rejected (per completion token
-    for hardness_logp="mean", summed for "sum", from the same chat text TRL builds) and `hae_margin`'s terms,
-    one row per preference pair (the first `limit` rows; 0 = all)."""
-    import pandas as pd
-    import torch
-    from trl.data_utils import apply_chat_template, prepare_multimodal_messages
-
-    from editcaption.models.loading import load_model_and_processor
-    from editcaption.train.hae_dpo import load_preferences
-    from editcaption.train.margin import hae_margin
-
-    model, processor = load_model_and_processor(model_path)
-    raw = datasets.load_from_disk(str(preference_path))
-    trl_rows, _ = load_preferences(preference_path)
-    n = min(limit or len(trl_rows), len(trl_rows))
-    logps = {"chosen": [], "rejected": []}
-    with torch.no_grad():
-        for row in trl_rows.select(range(n)):
-            images = row["images"]
-            for answer in ("chosen", "rejected"):
-                texts = apply_chat_template({"prompt": prepare_multimodal_messages(row["prompt"], images=images),
-                                             "completion": prepare_multimodal_messages(row[answer])}, processor)
-                prompt = processor(text=[texts["prompt"]], images=[images], return_tensors="pt")
-                prompt_len = prompt["input_ids"].shape[1]
-                inputs = processor(text=[texts["prompt"] + texts["completion"]], images=[images], return_tensors="pt")
-                ids = inputs["input_ids"]
-                per_token = torch.log_softmax(model(**inputs).logits[:, :-1].float(), dim=-1).gather(
-                    -1, ids[:, 1:, None])[..., 0][:, prompt_len - 1:]
-                logps[answer].append(per_token.mean() if hardness_logp == "mean" else per_token.sum())
-    meta = raw.select_columns(["id", "error_type", "severity"]).select(range(n))
-    chosen, rejected = torch.stack(logps["chosen"]), torch.stack(logps["rejected"])
-    margin, st_term, h_term = hae_margin(meta["severity"], meta["error_type"], rejected, chosen,
-                                         gamma_st=gamma_st, gamma_h=gamma_h, tau=tau)
-    return pd.DataFrame({"id": meta["id"], "error_type": meta["error_type"], "severity": meta["severity"],
-                         "ref_logp_chosen": chosen.tolist(), "ref_logp_rejected": rejected.tolist(),
-                         "st_term": st_term.tolist(), "h_term": h_term.tolist(), "margin": margin.tolist()})
-
-
-def reward_summary(log_history: list[dict]) -> dict[str, float | None]:
-    """The last logged training value of TRL's reward metrics and the HAE margin terms."""
-    keys = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected", "hae/margin_mean",
-            "hae/st_term_mean", "hae/hardness_mean", "loss")
-    last = {}
-    for entry in log_history:
-        for key in keys:
-            if key in entry:
-                last[key] = entry[key]
-    return {key: last.get(key) for key in keys}
-
-
-def upstream_sft_model(sft_model_path: str, run_name: str, output_root: str | Path = "outputs") -> str:
-    """The SFT checkpoint: `sft_model_path` when set, else the `sft_model` notebook 02 recorded for this run."""
-    import json
-
-    from editcaption import paths
-    from editcaption.models.loading import _check_source
-
-    if sft_model_path:
-        return _check_source(sft_model_path)
-    metrics = paths.upstream("", run_name, "02_sft", "metrics.json", output_root)
-    return _check_source(json.loads(metrics.read_text(encoding="utf-8"))["sft_model"])
-
-
 def upstream_splits(run_name: str, output_root: str | Path = "outputs") -> dict[str, datasets.Dataset]:
     """Every split notebook 01 wrote for this run (the SFT pool, the test split, each targeted subset): what a
     fresh candidate pool must share no id and no image with."""
-    from editcaption import paths
 
     splits = {"sft pool": records.load_pairs(paths.upstream("", run_name, "01_dataset_construction", "pairs", output_root)),
               "test": records.load_pairs(paths.upstream("", run_name, "01_dataset_construction", "test_pairs",

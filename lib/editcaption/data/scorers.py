@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from editcaption import jsonl_cache
+from editcaption.world.rule_judge import RuleJudge
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +170,6 @@ class RuleStandinScorer:
     needs_images = False  # reads `changes` only
 
     def __init__(self):
-        from editcaption.eval.judges import RuleJudge
-
         self.judge = RuleJudge()
 
     def score(self, pair: Mapping[str, Any], instruction: str) -> dict[str, float]:

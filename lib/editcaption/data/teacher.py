@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from editcaption import generation
-from editcaption.data.synthetic import VIEW_OPS, render_reference_instruction
-from editcaption.data.vocab import COLORS, OPPOSITE, SHAPES
 from editcaption.records import RecordError
+from editcaption.vocab import COLORS, OPPOSITE, SHAPES
+from editcaption.world.rule_judge import RuleJudge
+from editcaption.world.synthetic import VIEW_OPS, render_reference_instruction
 
 NAME = "simulated-teacher"
 MODES = ("viewpoint", "orientation", "detail", "secondary", "vague")
@@ -280,7 +281,6 @@ def check_against_judge(captions: Mapping[str, TeacherCaption], changes_by_id: M
     and `found` (injected captions whose judge errors hold the mode's expected type and severity).
     Overall: `p0_share` (captions with a P0 error per the judge), `p0_expected` (captions with an
     injected critical mode), `agree` (captions where both say the same), `clean_judged_clean`."""
-    from editcaption.eval.judges import RuleJudge
 
     judge = RuleJudge()
     per_mode = {m: {"configured": float(rates[m]), "eligible": 0, "injected": 0, "found": 0} for m in MODES}

@@ -49,8 +49,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 from PIL import Image
 
+from editcaption import paths
+from editcaption.downstream.export import STEP1X_CONFIG, image_file_bytes, read_step1x
 from editcaption.generation import OpenAIBackend, Pair
-from editcaption.records import RecordError
+from editcaption.records import LONG_COLUMNS, RecordError
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +152,6 @@ def accepted_options(checkout: str | Path | None = None) -> dict[str, str]:
     """Options finetuning.py accepts -> "flag", "value" or "list": read from a checkout's source (every
     add_argument under finetuning.py and library/), else from params/step1x/finetuning_options.txt."""
     if checkout is None:
-        from editcaption import paths
-
         lines = (paths.params_dir() / "step1x" / "finetuning_options.txt").read_text(encoding="utf-8").splitlines()
         return dict(line.split() for line in lines if line.startswith("--"))
     root = Path(checkout)
@@ -171,8 +171,6 @@ def accepted_options(checkout: str | Path | None = None) -> dict[str, str]:
 def finetuning_settings() -> dict:
     """params/step1x/finetuning.yaml: {"launch": {...}, "args": {...}}."""
     import yaml
-
-    from editcaption import paths
 
     return yaml.safe_load((paths.params_dir() / "step1x" / "finetuning.yaml").read_text(encoding="utf-8"))
 
@@ -206,7 +204,6 @@ def finetune_command(export_dir: str | Path, *, checkout: str | Path | None, mod
                      launch_overrides: Mapping[str, Any] | None = None, python: str = sys.executable) -> list[str]:
     """The `accelerate launch ... finetuning.py ...` command of scripts/finetuning.sh for one export
     (run it in the checkout). Every finetuning.py option is checked against what its parser accepts."""
-    from editcaption.downstream.export import STEP1X_CONFIG
 
     settings = finetuning_settings()
     weights = Path(model_dir).resolve()
@@ -239,7 +236,6 @@ def run_finetuning(export_dir: str | Path, *, checkout: str | Path | None, model
 
     Returns {"command", "cwd", "lora", "log", "returncode"}; with dry_run the command is built (and checked)
     but not run. Raises ClusterRequirementError when the checkout, weights, GPU or packages are missing."""
-    from editcaption.downstream.export import read_step1x
 
     read_step1x(export_dir)  # the export is complete before any GPU time is spent
     missing = step1x_requirements(checkout, model_dir, gpu=not dry_run, python=python,
@@ -302,7 +298,6 @@ def run_inference(*, checkout: str | Path | None, model_dir: str | Path | None, 
 
 def _png_bytes(value: Any, *, row: Any, field: str) -> bytes:
     """The image as PNG bytes (PNG input is kept as is)."""
-    from editcaption.downstream.export import image_file_bytes
 
     data, ext = image_file_bytes(value, row=row, field=field)
     if ext == ".png":
@@ -708,9 +703,8 @@ def imgedit_overall(typescore: Mapping[str, float]) -> float:
 def table5_rows(model: str, *, gedit: Mapping[str, pd.DataFrame] | None = None,
                 imgedit: Mapping[str, float] | None = None, judge: str = "openai:gpt-4.1",
                 data: str = "") -> pd.DataFrame:
-    """Table-5 cells in the long format (reporting.tables.LONG_COLUMNS): "overall" per benchmark (ImgEdit:
+    """Table-5 cells in the long format (records.LONG_COLUMNS): "overall" per benchmark (ImgEdit:
     mean over edit types; GEdit-EN/CN: average G_O), plus G_SC / G_PQ and the ImgEdit per-type scores."""
-    from editcaption.reporting.tables import LONG_COLUMNS
 
     rows = []
 

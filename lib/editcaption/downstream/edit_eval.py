@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -22,8 +21,15 @@ import numpy as np
 import pandas as pd
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from editcaption.downstream.editor import CHANGED_LEVEL, to_array
+from editcaption import paths
+from editcaption.data.construct import parse_edit_types
+from editcaption.data.teacher import SimulatedTeacher
+from editcaption.downstream import cluster, export_instructpix2pix, read_instructpix2pix, read_report
+from editcaption.downstream.editor import CHANGED_LEVEL, to_array, train_editor
 from editcaption.eval import stats
+from editcaption.eval import summary as instruction_summary
+from editcaption.generation import TransformersBackend
+from editcaption.world.synthetic import generate_pairs
 
 CELL = 32  # synthetic grid cell side in px
 MIN_CHANGED_PIXELS = 8  # a cell with fewer changed pixels is not touched by the edit (anti-aliasing noise)
@@ -131,7 +137,7 @@ def summarize_edits(scores: pd.DataFrame, *, seed: int = 0) -> dict:
 
 def table5_rows(summaries: Mapping[str, dict], *, data: str, judge: str = "pixels-vs-target",
                 benchmark: str = "synthetic-heldout") -> pd.DataFrame:
-    """Table 5's long rows (reporting.tables.LONG_COLUMNS): per captioner PSNR, SSIM, edit_success and
+    """Table 5's long rows (records.LONG_COLUMNS): per captioner PSNR, SSIM, edit_success and
     `edit_success:<op>` per edit type."""
     rows = []
     for model, summary in summaries.items():
@@ -145,90 +151,6 @@ def table5_rows(summaries: Mapping[str, dict], *, data: str, judge: str = "pixel
 def op_success_table(summaries: Mapping[str, dict]) -> pd.DataFrame:
     """Edit success (%) per edit type (rows) and captioner (columns)."""
     return pd.DataFrame({name: {op: v["value"] for op, v in s["per_op"].items()} for name, s in summaries.items()})
-
-
-# ------------------------------------------------------------------------------------------ figures
-
-def plot_edit_examples(pairs, outputs: Mapping[str, Sequence[np.ndarray]], indices: Sequence[int], *,
-                       scores: Mapping[str, pd.DataFrame] | None = None, wrap: int = 28, save: str | Path | None = None):
-    """One row per example: source, GT target, then each captioner's editor output (titled with its PSNR and
-    a tick or cross for edit success); the GT instruction under the source."""
-    import matplotlib.pyplot as plt
-
-    from editcaption.reporting.figures import _finish
-
-    names = list(outputs)
-    cols, n = 2 + len(names), max(len(indices), 1)
-    fig, axes = plt.subplots(n, cols, figsize=(1.9 * cols, 2.7 * n), squeeze=False)
-    for r, i in enumerate(indices):
-        row = pairs[int(i)]
-        panels = [("source", to_array(row["source_image"])), ("GT target", to_array(row["target_image"]))]
-        for name in names:
-            title = name
-            if scores is not None:
-                s = scores[name].iloc[int(i)]
-                mark = {True: " ✓", False: " ✗"}.get(s["success"], "")
-                title = f"{name}\n{min(s['PSNR'], 99):.1f} dB{mark}"
-            panels.append((title, outputs[name][int(i)]))
-        for c, (title, image) in enumerate(panels):
-            axes[r, c].imshow(image)
-            axes[r, c].set_title(title, fontsize=7)
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
-        axes[r, 0].set_xlabel(textwrap.fill(f"[{row['edit_type']}] {row['instruction']}", wrap), fontsize=6)
-    return _finish(fig, save)
-
-
-def plot_op_success(table: pd.DataFrame, *, save: str | Path | None = None):
-    """Grouped bars: edit success (%) per edit type, one bar per captioner."""
-    import matplotlib.pyplot as plt
-
-    from editcaption.reporting.figures import _finish
-
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(table) * max(1, len(table.columns)) / 3), 3.4))
-    width = 0.8 / max(len(table.columns), 1)
-    x = np.arange(len(table))
-    for k, name in enumerate(table.columns):
-        ax.bar(x + (k - (len(table.columns) - 1) / 2) * width, table[name].fillna(0).to_numpy(), width, label=name)
-    ax.set_xticks(x, table.index, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("edit success (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=7, ncol=min(len(table.columns), 3))
-    return _finish(fig, save)
-
-
-def plot_table5(summaries: Mapping[str, dict], *, save: str | Path | None = None):
-    """Three panels (PSNR, SSIM, edit success) of per-captioner means with their 95 % CIs."""
-    import matplotlib.pyplot as plt
-
-    from editcaption.reporting.figures import _finish
-
-    names = list(summaries)
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-    for ax, metric in zip(axes, MAIN_METRICS):
-        values = np.array([summaries[n][metric]["value"] for n in names])
-        err = np.array([[v - summaries[n][metric]["low"], summaries[n][metric]["high"] - v]
-                        for n, v in zip(names, values)]).T
-        ax.bar(range(len(names)), values, yerr=err, capsize=3, color="#4C72B0")
-        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-        ax.set_title(metric + (" (%)" if metric == "edit_success" else ""), fontsize=9)
-    return _finish(fig, save)
-
-
-def plot_editor_losses(histories: Mapping[str, Sequence], *, save: str | Path | None = None):
-    """Each editor's training loss ([step, loss] pairs) against the step."""
-    import matplotlib.pyplot as plt
-
-    from editcaption.reporting.figures import _finish
-
-    fig, ax = plt.subplots(figsize=(7, 3.4))
-    for name, history in histories.items():
-        if history:
-            ax.plot(*zip(*history), label=name)
-    ax.set_xlabel("step")
-    ax.set_ylabel("weighted L1 loss")
-    ax.legend(fontsize=7)
-    return _finish(fig, save)
 
 
 def identity_outputs(pairs) -> list[np.ndarray]:
@@ -251,8 +173,6 @@ def editor_pairs(n_train: int, n_eval: int, *, seed: int, image_size: int, layou
                  max_objects: int = 0):
     """(train, eval) synthetic pairs for the editor, from their own generator stream (seed + EDITOR_SEED_OFFSET),
     in notebook 01's world (`edit_types`, `max_objects`)."""
-    from editcaption.data.construct import parse_edit_types
-    from editcaption.data.synthetic import generate_pairs
 
     if layout != "grid":
         raise ValueError(f"layout {layout!r}: the edit-success check reads the grid's {CELL} px cells; use layout='grid'")
@@ -266,7 +186,6 @@ def editor_pairs(n_train: int, n_eval: int, *, seed: int, image_size: int, layou
 def _notebook_04_model(run_name: str, output_root, variant: str) -> tuple[str, str]:
     """(checkpoint, variant) of notebook 04: `variant` when it trained it, else the variant with the lowest P0
     error rate over the validation subsets."""
-    from editcaption import paths
 
     metrics = json.loads(paths.upstream("", run_name, "04_hae_dpo", "metrics.json", output_root).read_text())
     trained = metrics.get("variants", [])
@@ -284,9 +203,6 @@ def resolve_captioners(names: str, *, run_name: str, output_root="outputs", mode
                        ) -> tuple[dict[str, dict], dict[str, str]]:
     """The captioners to run ({key: {"label", "model"}}; the teacher's and GT's model is "") and those skipped
     ({key: reason}) because the run lacks the notebook that makes them (a path parameter overrides the run)."""
-    from editcaption import paths
-    from editcaption.data.preference import upstream_sft_model
-    from editcaption.models.loading import _check_source
 
     keys = [k.strip() for k in names.split(",") if k.strip()]
     unknown = [k for k in keys if k not in CAPTIONERS]
@@ -297,12 +213,12 @@ def resolve_captioners(names: str, *, run_name: str, output_root="outputs", mode
         label = CAPTIONERS[key]
         try:
             if key == "base":
-                model = _check_source(model_name_or_path) if model_name_or_path else str(
+                model = paths.model_source(model_name_or_path) if model_name_or_path else str(
                     paths.upstream("", run_name, "02_sft", "base_model", output_root))
             elif key == "sft":
-                model = upstream_sft_model(sft_model_path, run_name, output_root)
+                model = paths.sft_model(sft_model_path, run_name, output_root)
             elif key == "hae_dpo" and dpo_model_path:
-                model = _check_source(dpo_model_path)
+                model = paths.model_source(dpo_model_path)
             elif key == "hae_dpo":
                 model, variant = _notebook_04_model(run_name, output_root, dpo_variant)
                 label = f"HAE-DPO ({variant})" if variant == "hae" else f"DPO variant {variant}"
@@ -319,8 +235,6 @@ def caption_for_editor(key: str, model: str, pairs, *, seed: int, teacher_rates:
                        batch_size: int, max_new_tokens: int, cache_path: str | Path) -> tuple[list[str], dict]:
     """One instruction per pair from a captioner (a checkpoint through the transformers backend, greedy and
     cached; the SIMULATED teacher; or the GT instructions) and the backend's stats."""
-    from editcaption.data.teacher import SimulatedTeacher
-    from editcaption.generation import TransformersBackend
 
     if key == "gt":
         texts = list(pairs["instruction"])
@@ -349,10 +263,6 @@ def train_captioner_editors(found: Mapping[str, dict], train_pairs, stage_dir: s
     without one usable caption is skipped with its reason."""
     import time
 
-    from editcaption.downstream import export_instructpix2pix, read_instructpix2pix, read_report
-    from editcaption.downstream.editor import train_editor
-    from editcaption.eval import summary
-
     stage_dir = Path(stage_dir)
     results, texts, skipped = {}, {}, {}
     for key, c in found.items():
@@ -361,7 +271,7 @@ def train_captioner_editors(found: Mapping[str, dict], train_pairs, stage_dir: s
             key, c["model"], train_pairs, seed=seed, teacher_rates=teacher_rates, batch_size=batch_size,
             max_new_tokens=max_new_tokens, cache_path=stage_dir / "captions" / f"{key}.jsonl")
         caption_seconds = time.perf_counter() - start
-        quality = summary.summarize(summary.score_instructions(train_pairs, texts[key]), seed=seed)
+        quality = instruction_summary.summarize(instruction_summary.score_instructions(train_pairs, texts[key]), seed=seed)
         folder = export_instructpix2pix(triplet_rows(train_pairs, texts[key]), stage_dir / "triplets" / key, on_error="skip")
         triplets = read_instructpix2pix(folder)
         if not triplets:
@@ -416,7 +326,6 @@ def cluster_settings(editor_backend: str, *, step1x_checkout: str, step1x_model_
                      judge_api_key_env: str) -> dict | None:
     """None for the CPU editor alone; for `step1x`, the keyword arguments of `cluster.run_table5` once every
     requirement is checked (ClusterRequirementError lists all that is missing, before any work starts)."""
-    from editcaption.downstream import cluster
 
     if editor_backend not in EDITOR_BACKENDS:
         raise ValueError(f"editor_backend {editor_backend!r}: expected one of {', '.join(EDITOR_BACKENDS)}")

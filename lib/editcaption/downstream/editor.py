@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from editcaption.data import vocab as world
+from editcaption import vocab as world
 from editcaption.records import RecordError
 
 PAD, UNK = "<pad>", "<unk>"

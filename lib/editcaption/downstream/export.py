@@ -42,6 +42,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from PIL import Image
 
+from editcaption import paths
 from editcaption.records import RecordError
 
 log = logging.getLogger(__name__)
@@ -186,7 +187,6 @@ def _toml_string(value: str) -> str:
 def step1x_config_text(image_dir: Path, metadata_file: Path, *, resolution: int = 768, batch_size: int = 1,
                        num_repeats: int = 1) -> str:
     """The data-config TOML for one export, from params/step1x/dataset_config.toml."""
-    from editcaption import paths
 
     template = (paths.params_dir() / "step1x" / "dataset_config.toml").read_text(encoding="utf-8")
     return template.format(resolution=int(resolution), batch_size=int(batch_size), num_repeats=int(num_repeats),

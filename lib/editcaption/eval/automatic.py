@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from editcaption import paths
+from editcaption import paths, records
 from editcaption.data import loaders
-from editcaption.eval import stats, summary
+from editcaption.eval import llm_judge, stats, summary
+from editcaption.generation import TransformersBackend
 from editcaption.records import RecordError
-from editcaption.reporting import tables
 
 BENCHMARKS = ("synthetic", "hq-edit", "bm-bench", "own")
 BENCHMARK_LABELS = {"synthetic": "synthetic-test", "hq-edit": "hq-edit", "bm-bench": "bm-bench", "own": "own"}
@@ -98,8 +98,6 @@ def our_models(sources: list[str], run_name: str, output_root: str = "outputs", 
     model_name_or_path, else notebook 02's base_model/), SFT (notebook 02's sft_model) and each DPO variant
     notebook 04 trained. Returns (source -> path, source -> why it is unavailable); a variant 04 did not
     train is unavailable, a missing base or SFT model is an error."""
-    from editcaption.data.preference import upstream_sft_model
-    from editcaption.models.loading import _check_source
 
     unknown = [s for s in sources if s not in OUR_SOURCES]
     if unknown:
@@ -107,10 +105,10 @@ def our_models(sources: list[str], run_name: str, output_root: str = "outputs", 
     models, unavailable = {}, {}
     if "base" in sources:
         override = base_model_path or model_name_or_path
-        models["base"] = (_check_source(override) if override
+        models["base"] = (paths.model_source(override) if override
                           else str(paths.upstream("", run_name, "02_sft", "base_model", output_root)))
     if "sft" in sources:
-        models["sft"] = upstream_sft_model(sft_model_path, run_name, output_root)
+        models["sft"] = paths.sft_model(sft_model_path, run_name, output_root)
     variants = [s for s in sources if s in DPO_VARIANTS]
     if variants:
         dpo_stage = paths.stage_dir(run_name, "04_hae_dpo", output_root)
@@ -132,7 +130,6 @@ def generate_all(models: dict[str, str], benchmarks: dict[str, Benchmark], cache
     """Each checkpoint writes an instruction per pair of each benchmark (greedy, batched; resumable through
     <cache_dir>/<benchmark>/<source>.jsonl). Returns ({benchmark: {source: {id: text}}}, generation stats);
     a failed generation is "" (scored as written) and counted in the stats."""
-    from editcaption.generation import TransformersBackend
 
     texts: dict[str, dict[str, dict[str, str]]] = {name: {} for name in benchmarks}
     report: dict[str, dict] = {}
@@ -275,7 +272,6 @@ def make_judges(specs: list[str], *, cache_dir: str | Path, base_url: str = "", 
         if spec == RULE:
             judges.append(RULE)
             continue
-        from editcaption.eval import llm_judge
 
         judges.append(llm_judge.make_judge(spec, base_url=base_url, api_key_env=api_key_env,
                                            cache_path=Path(cache_dir) / f"{file_stem(spec)}.jsonl", max_retries=max_retries,
@@ -421,7 +417,7 @@ def judge_agreement(scores: pd.DataFrame) -> list[dict]:
 # --------------------------------------------------------------------------------------------- tables
 
 def table_long(summaries: dict, order: list[str], table: str) -> pd.DataFrame:
-    """Long rows (tables.LONG_COLUMNS) of the sources in `order` that were scored: S, Acc, Comp, Clar with CIs,
+    """Long rows (records.LONG_COLUMNS) of the sources in `order` that were scored: S, Acc, Comp, Clar with CIs,
     per benchmark and judge; `data` is "<benchmark label> n=<items scored>"."""
     rows = []
     for name, by_source in summaries.items():
@@ -432,45 +428,7 @@ def table_long(summaries: dict, order: list[str], table: str) -> pd.DataFrame:
                     rows.append({"table": table, "model": source_label(source), "benchmark": name, "metric": metric,
                                  "value": s[metric], "low": low, "high": high, "judge": judge,
                                  "data": f"{BENCHMARK_LABELS.get(name, name)} n={s['n_scored']}"})
-    return pd.DataFrame(rows, columns=list(tables.LONG_COLUMNS))
-
-
-def display_table(long: pd.DataFrame, *, digits: int = 3, delta_vs: str | None = None) -> pd.DataFrame:
-    """The display table of long rows: a column per benchmark (tagged with the judge where several judges
-    scored it) and metric; with `delta_vs`, a "Δ S" column per benchmark against that model's S."""
-    if long.empty:
-        return pd.DataFrame(index=pd.Index([], name="model"))
-    long = long.copy()
-    judges_per = long.groupby("benchmark")["judge"].nunique()
-    long["benchmark"] = [f"{b} [{j}]" if judges_per[b] > 1 else b for b, j in zip(long["benchmark"], long["judge"])]
-    table = tables.wide(long, digits=digits)
-    if delta_vs is not None:
-        s = long[long["metric"] == "S"]
-        one = long["benchmark"].nunique() == 1
-        for bench, part in s.groupby("benchmark", sort=False):
-            by_model = dict(zip(part["model"], part["value"].astype(float)))
-            if delta_vs not in by_model:
-                continue
-            column = "Δ S" if one else f"{bench} Δ S"
-            table[column] = [f"{by_model[m] - by_model[delta_vs]:+.{digits}f}" if m in by_model else ""
-                             for m in table.index]
-    return table
-
-
-def write_tables(summaries: dict, out_dir: str | Path, *, table3_order: list[str], table4_order: list[str],
-                 digits: int = 3) -> dict[str, dict]:
-    """table3 and table4: <stem>_long.csv and the display table as CSV/Markdown/LaTeX under out_dir."""
-    written = {}
-    for stem, order, caption, delta in (
-            ("table3", table3_order, "Automatic evaluation: S, Acc, Comp, Clar with 95 % bootstrap CIs", None),
-            ("table4", table4_order, "Ablation of the HAE-DPO margin: S, Acc, Comp, Clar with 95 % bootstrap CIs, "
-                                     "Δ S against standard DPO", "DPO")):
-        long = table_long(summaries, order, stem)
-        files = {"long": tables.write_long(long, out_dir, stem)}
-        files.update(tables.write_table(display_table(long, digits=digits, delta_vs=delta), out_dir, stem,
-                                        caption=caption))
-        written[stem] = {"rows": long, **files}
-    return written
+    return pd.DataFrame(rows, columns=list(records.LONG_COLUMNS))
 
 
 def table_orders(sources: list[str]) -> tuple[list[str], list[str]]:
@@ -478,18 +436,3 @@ def table_orders(sources: list[str]) -> tuple[list[str], list[str]]:
     ablation SFT, DPO, +s·c only, +h only, HAE-DPO."""
     external = [s for s in sources if s not in OUR_SOURCES]
     return (external + [s for s in TABLE3_OURS if s in sources], [s for s in TABLE4_ROWS if s in sources])
-
-
-def plot_category_scores(scores, stage_dir: str | Path, *, seed: int) -> list[str]:
-    """S by category for every benchmark × judge that has categories (GROUP_COLUMN); returns the PNG names."""
-    from editcaption.reporting import eval_figures
-
-    written = []
-    for (name, judge), part in scores.groupby(["benchmark", "judge"], sort=False):
-        group = GROUP_COLUMN.get(name)
-        if group:
-            path = Path(stage_dir) / f"by_{group}_{name}_{file_stem(judge)}.png"
-            eval_figures.plot_group_scores(part, group, labels=SOURCE_LABELS, title=f"{name}: S by {group} [{judge}]",
-                                           seed=seed, save=path)
-            written.append(path.name)
-    return written

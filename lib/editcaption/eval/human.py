@@ -32,8 +32,9 @@ from statsmodels.stats import inter_rater
 from editcaption import annotation
 from editcaption.annotation import CHECKLIST, HUMAN_LABELS
 from editcaption.eval import stats
+from editcaption.eval.llm_judge import read_instructions as read_jsonl
 from editcaption.records import RecordError
-from editcaption.reporting.tables import ci_cell
+from editcaption.world.rule_judge import RuleJudge
 
 KIND = "evaluation"
 SIMULATED = "simulated-annotator"
@@ -143,7 +144,6 @@ def issues_from_judge(errors: Sequence[Mapping[str, Any]], changes: Sequence[Map
 def judge_verdicts(pairs, instructions: Mapping[str, Mapping[str, str]], *, judge=None) -> dict[tuple[str, str], Verdict]:
     """(pair id, model) -> the rule judge's verdict under the hierarchical rule, for the pairs with structured
     changes (synthetic pairs). An empty instruction omits the main edit (item 3, P0)."""
-    from editcaption.eval.judges import RuleJudge
 
     judge = judge or RuleJudge()
     changes = {row["id"]: row["changes"] for row in pairs.select_columns(["id", "changes"]).to_list()}
@@ -165,7 +165,6 @@ def judge_verdicts(pairs, instructions: Mapping[str, Mapping[str, str]], *, judg
 def read_instructions(path: str | Path) -> dict[str, str]:
     """id -> instruction from a JSONL file of {"id", "instruction"} lines (empty instructions kept: they are
     P0 items); a bad line raises RecordError naming the file, line and field."""
-    from editcaption.eval.llm_judge import read_instructions as read_jsonl
 
     return read_jsonl(path, allow_empty=True)[0]
 
@@ -509,7 +508,7 @@ def source_order(sources: Iterable[str], ours: Sequence[str]) -> list[str]:
 def table2_rows(labels: pd.DataFrame, *, judge: str, data: str, benchmark: str = "synthetic-test",
                 models: Sequence[str] | None = None, names: Mapping[str, str] | None = None, n_boot: int = 2000,
                 seed: int = 0) -> pd.DataFrame:
-    """Table 2 in the long format (reporting.tables.LONG_COLUMNS): per model the Correct, P0, P1 and P2
+    """Table 2 in the long format (records.LONG_COLUMNS): per model the Correct, P0, P1 and P2
     rates in percent with a 95 % bootstrap CI over items. An item labelled by several annotators counts
     once, with each label weighted by the share of its annotators who gave it, so the four rates sum to 100.
     `models` orders the rows; `names` maps a source to its row name (e.g. sft -> SFT)."""
@@ -615,20 +614,6 @@ def agreement_with(labels: pd.DataFrame, reference: Mapping[tuple[str, str], str
     return out
 
 
-def agreement_table(agree: Mapping[str, Any], against_reference: Mapping[str, float] | None = None, *,
-                    reference: str = "rule judge", digits: int = 3) -> pd.DataFrame:
-    """One row for all annotators (the kappa of `agreement` with its CI), one per pair of annotators, and one
-    per annotator against the reference labels; columns kappa, low, high, items, "kappa [95% CI]"."""
-    rows = [{"annotators": f"all {len(agree['annotators'])} ({agree['method']})", "kappa": agree["kappa"],
-             "low": agree["low"], "high": agree["high"], "items": agree["n_items"]}]
-    rows += [{"annotators": pair, "kappa": k} for pair, k in agree["pairwise_cohen"].items()]
-    rows += [{"annotators": f"{name} | {reference}", "kappa": k} for name, k in (against_reference or {}).items()]
-    table = pd.DataFrame(rows, columns=["annotators", "kappa", "low", "high", "items"]).set_index("annotators")
-    table["items"] = ["" if pd.isna(v) else int(v) for v in table["items"]]
-    table["kappa [95% CI]"] = [ci_cell(r.kappa, r.low, r.high, digits) for r in table.itertuples()]
-    return table
-
-
 def pairwise_matrix(labels: pd.DataFrame) -> pd.DataFrame:
     """Cohen's kappa for every pair of annotators (1 on the diagonal), over the items both labelled."""
     wide = labels.pivot_table(index=["model", "id"], columns="annotator", values="label", aggfunc="first")
@@ -638,53 +623,3 @@ def pairwise_matrix(labels: pd.DataFrame) -> pd.DataFrame:
         both = wide[[x, y]].dropna()
         matrix.loc[x, y] = matrix.loc[y, x] = cohen_kappa(both[x], both[y]) if len(both) else float("nan")
     return matrix
-
-
-# -------------------------------------------------------------------------------------------- figures
-
-LABEL_COLORS = {"Correct": "#55A868", "P0": "#C44E52", "P1": "#DD8452", "P2": "#CCB974"}
-
-
-def plot_label_rates(rows: pd.DataFrame, *, save: str | Path | None = None):
-    """Stacked horizontal bars: per model the Correct / P0 / P1 / P2 shares (percent), with each value written in."""
-    import matplotlib.pyplot as plt
-
-    from editcaption.reporting.figures import _finish
-
-    table = rows.pivot_table(index="model", columns="metric", values="value", sort=False)
-    table = table.reindex(columns=list(METRICS.values()))
-    fig, ax = plt.subplots(figsize=(8, 0.6 * len(table) + 1.4))
-    left = np.zeros(len(table))
-    for metric in table.columns:
-        values = table[metric].fillna(0).to_numpy()
-        ax.barh(table.index, values, left=left, color=LABEL_COLORS[metric], label=metric)
-        for y, (x, v) in enumerate(zip(left, values)):
-            if v >= 6:
-                ax.text(x + v / 2, y, f"{v:.0f}", ha="center", va="center", fontsize=8)
-        left += values
-    ax.set_xlim(0, 100)
-    ax.invert_yaxis()
-    ax.set_xlabel("share of instructions (%)")
-    ax.legend(ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
-    return _finish(fig, save)
-
-
-def plot_agreement(matrix: pd.DataFrame, *, title: str = "", save: str | Path | None = None):
-    """Heat map of pairwise Cohen's kappa between annotators."""
-    import matplotlib.pyplot as plt
-
-    from editcaption.reporting.figures import _finish
-
-    n = len(matrix)
-    fig, ax = plt.subplots(figsize=(1.2 * n + 2.5, 1.0 * n + 1.5))
-    image = ax.imshow(matrix.to_numpy(dtype=float), vmin=-1, vmax=1, cmap="RdYlGn")
-    ax.set_xticks(range(n), matrix.columns, rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(range(n), matrix.index, fontsize=8)
-    for i in range(n):
-        for j in range(n):
-            value = matrix.iat[i, j]
-            ax.text(j, i, "–" if not np.isfinite(value) else f"{value:.2f}", ha="center", va="center", fontsize=9)
-    fig.colorbar(image, ax=ax, label="Cohen's kappa")
-    if title:
-        ax.set_title(title, fontsize=10)
-    return _finish(fig, save)

@@ -1,8 +1,8 @@
-"""The LLM judge's three prompts (appendix B listings B.1-B.3), written by us, built from `eval.rubric`.
+"""The LLM judge's three prompts (appendix B listings B.1-B.3), written by us, built from `rubric`.
 
 Each dimension is judged in its own call: the source image (Image A) and the edited image (Image B)
 come first, then one of these prompts with the ground truth and the instruction. The numbers in the
-prompts (lookup table, ceilings, forbidden terms, score ranges) are rendered from `eval.rubric`, so
+prompts (lookup table, ceilings, forbidden terms, score ranges) are rendered from `rubric`, so
 the LLM judge and the rule judge follow the same rules. Departures from the listings, on purpose:
 - the evaluated model's name is not shown to the judge (blind judging; the cache key has no model);
 - the open band 0 < R < 20 % of listing B.2 scores 2.0, as `rubric.completeness_from_coverage` does;
@@ -16,7 +16,7 @@ import hashlib
 import re
 from typing import Mapping
 
-from editcaption.eval import rubric
+from editcaption import rubric
 
 DIMENSIONS = ("accuracy", "completeness", "clarity")
 

@@ -31,11 +31,10 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 import pandas as pd
 
-from editcaption import generation, jsonl_cache
-from editcaption.eval import rubric
-from editcaption.eval.judge_prompts import (COMPLETENESS_VALUES, DIMENSIONS, INTEGER_SCORES, PROMPT_VERSION, SCORE_RANGE,
-                                            build_prompt)
+from editcaption import generation, jsonl_cache, rubric
+from editcaption.eval.judge_prompts import COMPLETENESS_VALUES, DIMENSIONS, INTEGER_SCORES, PROMPT_VERSION, SCORE_RANGE, build_prompt
 from editcaption.records import RecordError
+from editcaption.world.rule_judge import RuleJudge
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +166,7 @@ def _check_items(items: Iterable[Mapping], fields: tuple[str, ...]) -> list[_Ite
 
 def _decoded(value: Any, pair_id: str, field: str):
     """The image fully decoded now: the three calls of an item share it across threads (PIL loads lazily)."""
-    image = generation._image(value, pair_id, field)
+    image = generation.pil_image(value, pair_id, field)
     try:
         image.load()
     except OSError as err:
@@ -386,8 +385,6 @@ class RuleJudgeAdapter:
     name = "rule"
 
     def __init__(self):
-        from editcaption.eval.judges import RuleJudge
-
         self.judge = RuleJudge()
         self.details: list[dict] = []
         self._accounts = _Accounts()

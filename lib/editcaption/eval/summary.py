@@ -7,7 +7,8 @@ import re
 import pandas as pd
 
 from editcaption.eval import stats
-from editcaption.eval.judges import ERROR_KINDS, ERROR_TYPES, RuleJudge
+from editcaption.generation import TransformersBackend
+from editcaption.world.rule_judge import ERROR_KINDS, ERROR_TYPES, RuleJudge
 
 FAILURE_MODES = ("orientation", "viewpoint", "detail")
 
@@ -94,7 +95,6 @@ def evaluate_checkpoint(model_path, pairs, *, batch_size: int = 16, max_new_toke
                         judge: RuleJudge | None = None, cache_path=None) -> tuple[list[str], pd.DataFrame]:
     """Generate one instruction per pair with a checkpoint (the transformers caption backend: greedy,
     batched, resumable through `cache_path`) and score them. A failed generation scores as an empty answer."""
-    from editcaption.generation import TransformersBackend
 
     backend = TransformersBackend(str(model_path), batch_size=batch_size, max_new_tokens=max_new_tokens)
     texts = backend.generate(pairs, cache_path=cache_path)

@@ -27,6 +27,8 @@ import pandas as pd
 from editcaption import records
 from editcaption.data import construct
 from editcaption.eval import stats
+from editcaption.eval.summary import evaluate_checkpoint
+from editcaption.world.rule_judge import ERROR_KINDS
 
 MODES = records.ERROR_TYPES  # orientation, viewpoint, detail
 MODE_EDIT_TYPES = {
@@ -155,7 +157,6 @@ def score_models(models: Mapping[str, str], subsets: Mapping[str, datasets.Datas
                  batch_size: int = 16, max_new_tokens: int = 48) -> dict[str, dict[str, pd.DataFrame]]:
     """Each model writes an instruction for every pair of every subset (greedy, batched, cached under
     cache_dir/<model>/<mode>.jsonl) and the rule judge scores it: model -> mode -> per-pair scores."""
-    from editcaption.eval.summary import evaluate_checkpoint
 
     scores = {}
     for name, path in models.items():
@@ -231,7 +232,6 @@ def error_kinds(scores: Mapping[str, Mapping[str, pd.DataFrame]]) -> pd.DataFram
     """Per model and subset, the share of pairs with a P0 error of each kind (`judges.ERROR_KINDS`: a change or
     its value left out, a value stated wrongly, the wrong kind of edit, an edit nothing supports): whether a
     model fails by saying too little or by saying the wrong thing."""
-    from editcaption.eval.judges import ERROR_KINDS
 
     rows = [{"model": model, "subset": mode, "n": len(frame),
              **{kind: float(frame[f"p0_{kind}"].mean()) for kind in ERROR_KINDS if kind != "vague"}}

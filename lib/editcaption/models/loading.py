@@ -1,25 +1,10 @@
 """Load a vision-language model and its processor: the tiny Qwen3-VL and Qwen3-VL-32B take the same call."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-# "owner/name" as the hub spells a repository id.
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def _check_source(path_or_name: str | Path) -> str:
-    """A local folder must exist and hold config.json; a hub id passes through unchanged."""
-    text = str(path_or_name)
-    path = Path(text).expanduser()
-    looks_like_hub_id = bool(_HUB_ID.match(text)) and not path.parent.exists()
-    if path.exists() or not looks_like_hub_id:
-        if not path.is_dir():
-            raise FileNotFoundError(f"model folder {path} does not exist")
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"model folder {path} has no config.json; is it a saved checkpoint?")
-        return str(path)
-    return text
+from editcaption.models.tiny import build_tiny_model
+from editcaption.paths import model_source
 
 
 def load_model_and_processor(path_or_name: str | Path, *, dtype="auto", device=None):
@@ -29,7 +14,7 @@ def load_model_and_processor(path_or_name: str | Path, *, dtype="auto", device=N
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    source = _check_source(path_or_name)
+    source = model_source(path_or_name)
     processor = AutoProcessor.from_pretrained(source)
     model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype, device_map=device)
     return model.eval(), processor
@@ -39,10 +24,8 @@ def resolve_base_model(model_name_or_path: str, tiny_preset: str, out_dir: str |
     """The checkpoint a stage starts from: `model_name_or_path` when set (a folder or hub id, e.g.
     Qwen/Qwen3-VL-32B-Instruct), else a tiny Qwen3-VL of `tiny_preset` built once into `out_dir`."""
     if model_name_or_path:
-        return _check_source(model_name_or_path)
+        return model_source(model_name_or_path)
     import json
-
-    from editcaption.models.tiny import build_tiny_model
 
     out_dir = Path(out_dir)
     marker = out_dir / "editcaption_tiny.json"

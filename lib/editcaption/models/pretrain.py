@@ -36,8 +36,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from editcaption.data import synthetic as syn
-from editcaption.data.vocab import BACKGROUNDS, COLORS, SHAPES, TEXTURES
+from editcaption.models.loading import load_model_and_processor
+from editcaption.models.tiny import build_tiny_model
+from editcaption.vocab import BACKGROUNDS, COLORS, SHAPES, TEXTURES
+from editcaption.world import synthetic as syn
 
 SINGLE_PROMPT = "Describe the image: background, then every object with its size, colour, texture, shape and place."
 PAIR_PROMPT = ("Describe Image 1 and Image 2: background, then every object with its size, colour, texture, shape and place; "
@@ -207,7 +209,7 @@ def make_sample(seed: int, index: int, layout: syn.GridLayout, *, pair_rate: flo
     rng = random.Random(f"tiny-world-{seed}-{index}")
     top = min(max_objects or layout.capacity, layout.capacity)
     while True:
-        scene = syn._random_scene(rng, layout, rng.randint(1, top), [], small=False)
+        scene = syn.random_scene(rng, layout, rng.randint(1, top), [], small=False)
         if rng.random() >= pair_rate:
             facts = [scene_facts(scene, layout.n)]
             images, prompt, text = [syn.render(scene, layout)], SINGLE_PROMPT, describe(facts[0])
@@ -528,9 +530,6 @@ def pretrain_tiny(preset: str, steps: int, seed: int, out: str | Path, *, image_
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig
 
-    from editcaption.models.loading import load_model_and_processor
-    from editcaption.models.tiny import build_tiny_model
-
     for name, share in (("pair_rate", pair_rate), ("curriculum_ratio", curriculum_ratio), ("compare_rate", compare_rate)):
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"pretrain-tiny: {name} is a share of samples or steps, between 0 and 1, not {share}")
@@ -585,7 +584,6 @@ def recipe_accuracy(final_dir: str | Path, *, n_eval: int = 200, image_size: int
     """The held-out measurements a RECIPE.json records for a checkpoint: description accuracy on images with
     up to 9 objects, on one-object images, on image pairs (described, then their differences) and on the
     compare prompt; the vision-token spread and probes."""
-    from editcaption.models.loading import load_model_and_processor
 
     model, processor = load_model_and_processor(final_dir)
     pairs = {"max_objects": 2, "n": n_eval, "size": image_size}

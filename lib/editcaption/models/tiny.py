@@ -12,7 +12,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from editcaption.data import vocab
+from editcaption import vocab
 from editcaption.prompts import INSTRUCTION_PROMPT
 
 # Plain config values per preset (a later issue may tune them). `text`/`vision` go into the

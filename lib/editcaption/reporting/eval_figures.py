@@ -1,4 +1,5 @@
-"""Figures of the automatic evaluation (notebook 05): score bars with CIs, per-category scores, judge agreement."""
+"""Figures of the automatic and human evaluations (notebooks 05 and 06): score bars with CIs, per-category scores,
+judge agreement, the human labels' shares and the annotators' agreement."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from editcaption.data.loaders import BM_BENCH_EDIT_TYPES
-from editcaption.eval import stats
+from editcaption.eval import automatic, stats
+from editcaption.eval.human import METRICS as HUMAN_METRICS
 from editcaption.records import CATEGORIES
-from editcaption.reporting.figures import _finish
+from editcaption.reporting.figures import finish_figure
 
 GROUP_ORDER = (*CATEGORIES, *BM_BENCH_EDIT_TYPES)  # known groups in this order, others after them alphabetically
 
@@ -24,7 +26,7 @@ def _error_bars(values, lows, highs) -> np.ndarray:
 
 
 def plot_score_bars(long: pd.DataFrame, *, metric: str = "S", save: str | Path | None = None):
-    """One panel per benchmark and judge: a bar per model with its 95 % CI (long rows of tables.LONG_COLUMNS)."""
+    """One panel per benchmark and judge: a bar per model with its 95 % CI (long rows of records.LONG_COLUMNS)."""
     rows = long[long["metric"] == metric]
     panels = list(dict.fromkeys(zip(rows["benchmark"], rows["judge"])))
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 3.4), squeeze=False)
@@ -40,7 +42,7 @@ def plot_score_bars(long: pd.DataFrame, *, metric: str = "S", save: str | Path |
     if not panels:
         axes[0, 0].text(0.5, 0.5, "nothing scored", ha="center", va="center")
         axes[0, 0].axis("off")
-    return _finish(fig, save)
+    return finish_figure(fig, save)
 
 
 def plot_group_scores(scores: pd.DataFrame, group: str, *, labels: dict[str, str] | None = None, title: str = "",
@@ -70,7 +72,7 @@ def plot_group_scores(scores: pd.DataFrame, group: str, *, labels: dict[str, str
     ax.set_title(title, fontsize=9)
     if sources:
         ax.legend(fontsize=7, ncol=min(len(sources), 3))
-    return _finish(fig, save)
+    return finish_figure(fig, save)
 
 
 def plot_judge_scatter(scores: pd.DataFrame, judge_a: str, judge_b: str, *, title: str = "",
@@ -87,4 +89,57 @@ def plot_judge_scatter(scores: pd.DataFrame, judge_a: str, judge_b: str, *, titl
     ax.set_xlabel(f"S, {judge_a}")
     ax.set_ylabel(f"S, {judge_b}")
     ax.set_title(title or f"n={len(both)}", fontsize=9)
-    return _finish(fig, save)
+    return finish_figure(fig, save)
+
+
+def plot_category_scores(scores, stage_dir: str | Path, *, seed: int) -> list[str]:
+    """S by category for every benchmark × judge that has categories (GROUP_COLUMN); returns the PNG names."""
+    written = []
+    for (name, judge), part in scores.groupby(["benchmark", "judge"], sort=False):
+        group = automatic.GROUP_COLUMN.get(name)
+        if group:
+            path = Path(stage_dir) / f"by_{group}_{name}_{automatic.file_stem(judge)}.png"
+            plot_group_scores(part, group, labels=automatic.SOURCE_LABELS, title=f"{name}: S by {group} [{judge}]",
+                                           seed=seed, save=path)
+            written.append(path.name)
+    return written
+
+
+LABEL_COLORS = {"Correct": "#55A868", "P0": "#C44E52", "P1": "#DD8452", "P2": "#CCB974"}
+
+
+def plot_label_rates(rows: pd.DataFrame, *, save: str | Path | None = None):
+    """Stacked horizontal bars: per model the Correct / P0 / P1 / P2 shares (percent), with each value written in."""
+    table = rows.pivot_table(index="model", columns="metric", values="value", sort=False)
+    table = table.reindex(columns=list(HUMAN_METRICS.values()))
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(table) + 1.4))
+    left = np.zeros(len(table))
+    for metric in table.columns:
+        values = table[metric].fillna(0).to_numpy()
+        ax.barh(table.index, values, left=left, color=LABEL_COLORS[metric], label=metric)
+        for y, (x, v) in enumerate(zip(left, values)):
+            if v >= 6:
+                ax.text(x + v / 2, y, f"{v:.0f}", ha="center", va="center", fontsize=8)
+        left += values
+    ax.set_xlim(0, 100)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of instructions (%)")
+    ax.legend(ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    return finish_figure(fig, save)
+
+
+def plot_agreement(matrix: pd.DataFrame, *, title: str = "", save: str | Path | None = None):
+    """Heat map of pairwise Cohen's kappa between annotators."""
+    n = len(matrix)
+    fig, ax = plt.subplots(figsize=(1.2 * n + 2.5, 1.0 * n + 1.5))
+    image = ax.imshow(matrix.to_numpy(dtype=float), vmin=-1, vmax=1, cmap="RdYlGn")
+    ax.set_xticks(range(n), matrix.columns, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(n), matrix.index, fontsize=8)
+    for i in range(n):
+        for j in range(n):
+            value = matrix.iat[i, j]
+            ax.text(j, i, "–" if not np.isfinite(value) else f"{value:.2f}", ha="center", va="center", fontsize=9)
+    fig.colorbar(image, ax=ax, label="Cohen's kappa")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return finish_figure(fig, save)

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 CATEGORY_COLORS = {"semantic": "#4C72B0", "stylistic": "#DD8452", "structural": "#55A868", "": "#999999"}
 
 
-def _finish(fig, save: str | Path | None):
+def finish_figure(fig, save: str | Path | None):
     """Lay the figure out, save it when asked (a .png also as a .pdf beside it), and return it (so a notebook
     cell shows it)."""
     fig.tight_layout()
@@ -40,7 +40,7 @@ def _image_text_grid(rows: list[tuple], *, wrap: int, text_ratio: float = 2.4, s
         axes[i, 2].axis("off")
     for ax in axes[len(rows):].ravel():
         ax.axis("off")
-    return _finish(fig, save)
+    return finish_figure(fig, save)
 
 
 def plot_pair_examples(pairs, n: int = 6, *, wrap: int = 48, save: str | Path | None = None):
@@ -77,7 +77,7 @@ def plot_edit_distribution(categories: list[str], edit_types: list[str], *, save
     ax_bar.set_xlabel("pairs")
     ax_bar.tick_params(axis="y", labelsize=7)
     ax_bar.set_title("Counts per edit type")
-    return _finish(fig, save)
+    return finish_figure(fig, save)
 
 
 def plot_training_curves(log_history: list[dict], *, title: str = "training", save: str | Path | None = None):
@@ -97,7 +97,7 @@ def plot_training_curves(log_history: list[dict], *, title: str = "training", sa
         ax2.set_ylabel("learning rate", color="#777777")
     ax.legend(loc="upper right")
     ax.set_title(title)
-    return _finish(fig, save)
+    return finish_figure(fig, save)
 
 
 def plot_instruction_examples(pairs, instructions: dict[str, list[str]], n: int = 6, *, wrap: int = 60,
@@ -127,7 +127,7 @@ def plot_score_comparison(table, *, save: str | Path | None = None):
     ax_err.set_xticks([m + width * (len(names) - 1) / 2 for m in range(len(modes))], modes)
     ax_err.set_ylabel("share of test pairs")
     ax_err.legend()
-    return _finish(fig, save)
+    return finish_figure(fig, save)
 
 
 def plot_score_histogram(all_scores: list[float], kept_scores: list[float], threshold: float, *, field: str = "overall",
@@ -142,7 +142,7 @@ def plot_score_histogram(all_scores: list[float], kept_scores: list[float], thre
     ax.set_ylabel("captions")
     ax.set_title("Quality filter: score distribution")
     ax.legend()
-    return _finish(fig, save)
+    return finish_figure(fig, save)
 
 
 def plot_funnel(counts: dict[str, int], *, save: str | Path | None = None):
@@ -158,7 +158,7 @@ def plot_funnel(counts: dict[str, int], *, save: str | Path | None = None):
     ax.set_xlim(0, top * 1.2)
     ax.set_xlabel("pairs")
     ax.set_title("SFT data construction funnel")
-    return _finish(fig, save)
+    return finish_figure(fig, save)
 
 
 def plot_failure_modes(by_stage: dict[str, dict], *, save: str | Path | None = None):
@@ -175,7 +175,7 @@ def plot_failure_modes(by_stage: dict[str, dict], *, save: str | Path | None = N
     ax.set_ylabel("share of instructions")
     ax.set_title("Failure modes found by the rule judge")
     ax.legend(fontsize=8)
-    return _finish(fig, save)
+    return finish_figure(fig, save)
 
 
 def plot_refinement_examples(pairs, ids: list[str], candidates: dict[str, str], refined: dict[str, str], *,
@@ -215,7 +215,7 @@ def plot_mode_severity_counts(table, *, target_mix: dict[str, float] | None = No
     ax.set_ylabel("preference pairs")
     ax.set_ylim(0, max(bottom + [1]) * 1.2)
     ax.legend(title="severity")
-    return _finish(fig, save)
+    return finish_figure(fig, save)
 
 
 def plot_preference_examples(preferences, ids: list[str], *, wrap: int = 60, save: str | Path | None = None):
@@ -230,7 +230,7 @@ def plot_preference_examples(preferences, ids: list[str], *, wrap: int = 60, sav
 
 
 def plot_margin_distributions(margins, *, save: str | Path | None = None):
-    """m_i per preference pair (a `preference.reference_margins` frame) by failure mode and by severity:
+    """m_i per preference pair (a `margin.reference_margins` frame) by failure mode and by severity:
     one box per group with the pairs drawn over it."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.5), sharey=True)
     for ax, column, order, colors in ((axes[0], "error_type", list(MODE_COLORS), MODE_COLORS),
@@ -244,7 +244,7 @@ def plot_margin_distributions(margins, *, save: str | Path | None = None):
         ax.set_xlabel(column.replace("_", " "))
     axes[0].set_ylabel("margin m_i")
     fig.suptitle("HAE margin over the preference set (reference model)")
-    return _finish(fig, save)
+    return finish_figure(fig, save)
 
 
 def plot_margin_terms(margins, *, save: str | Path | None = None):
@@ -258,7 +258,7 @@ def plot_margin_terms(margins, *, save: str | Path | None = None):
     ax.set_xlabel("severity x type term  s_i · c(t_i)")
     ax.set_ylabel("hardness term  σ((ℓ_ref(y_r) − ℓ_ref(y_w)) / τ)")
     ax.legend(fontsize=7, ncol=2)
-    return _finish(fig, save)
+    return finish_figure(fig, save)
 
 
 def plot_reward_margins(histories: dict[str, list[dict]], *, save: str | Path | None = None):
@@ -275,7 +275,7 @@ def plot_reward_margins(histories: dict[str, list[dict]], *, save: str | Path | 
     for ax in (ax_m, ax_a):
         ax.set_xlabel("step")
         ax.legend(fontsize=8)
-    return _finish(fig, save)
+    return finish_figure(fig, save)
 
 
 def plot_logged_margins(histories: dict[str, list[dict]], *, save: str | Path | None = None):
@@ -293,4 +293,4 @@ def plot_logged_margins(histories: dict[str, list[dict]], *, save: str | Path | 
     ax.set_xticks([g + width * (len(histories) - 1) / 2 for g in range(len(groups))], groups)
     ax.set_ylabel("logged margin m_i (mean)")
     ax.legend(fontsize=8)
-    return _finish(fig, save)
+    return finish_figure(fig, save)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from editcaption import config, records
 from editcaption.records import RecordError
 from editcaption.reporting import tables
 
@@ -28,7 +29,7 @@ CAPTIONS = {
 ROW_LABELS = {"table1": "Dataset", "table2": "Model", "table3": "Model", "table4": "Components", "table5": "Model",
               "table11": "Hyperparameter"}
 
-# Where a stage of this run leaves each table in long format (editcaption.reporting.tables.LONG_COLUMNS).
+# Where a stage of this run leaves each table in long format (records.LONG_COLUMNS).
 STAGE_FILES = {"table2": ("06_human_evaluation", "table2_long.csv"),
                "table3": ("05_automatic_evaluation", "table3_long.csv"),
                "table4": ("05_automatic_evaluation", "table4_long.csv"),
@@ -156,7 +157,7 @@ def _column_label(benchmark: str, metric: str, benchmarks: list[str], metrics: l
     return f"{benchmark} {metric}"
 
 
-def _columns(paper: pd.DataFrame) -> list[tuple[str, str, str]]:
+def published_columns(paper: pd.DataFrame) -> list[tuple[str, str, str]]:
     """(benchmark, metric, display label) of a model table's columns, in the paper's order."""
     pairs = list(dict.fromkeys(zip(paper["benchmark"], paper["metric"])))
     benchmarks = list(dict.fromkeys(b for b, _ in pairs))
@@ -193,7 +194,7 @@ def paper_table(table: str) -> pd.DataFrame:
                 cells[(r.metric, stage)] = r.text
         data = [[cells.get((h, s), "") for s in columns] for h in rows]
     else:
-        spec = _columns(paper)
+        spec = published_columns(paper)
         columns = [label for _, _, label in spec]
         cells = {(r.model, r.benchmark, r.metric): r.text for r in paper.itertuples()}
         rows, data = [], []
@@ -219,7 +220,7 @@ def load_ours(run_dir: str | Path) -> dict[str, pd.DataFrame | None]:
         if not path.exists():
             ours[table] = None
             continue
-        rows = tables.validate_long(pd.read_csv(path), str(path))
+        rows = records.validate_long(pd.read_csv(path), str(path))
         for column in ("model", "benchmark", "metric", "judge", "data"):
             rows[column] = rows[column].fillna("").astype(str)
         ours[table] = rows
@@ -236,7 +237,7 @@ def _source(rows: pd.DataFrame) -> str:
     return "; ".join(dict.fromkeys(f"{m}: {j or '?'}, {d or '?'}" for m, j, d in zip(rows["model"], rows["judge"], rows["data"])))
 
 
-def _match_column(table: str, benchmark: str, metric: str, spec: list[tuple[str, str, str]]) -> str | None:
+def match_column(table: str, benchmark: str, metric: str, spec: list[tuple[str, str, str]]) -> str | None:
     """The paper column label our (benchmark, metric) sits under, or None."""
     paper_benchmarks = list(dict.fromkeys(b for b, _, _ in spec))
     role = benchmark_role(benchmark)
@@ -255,7 +256,7 @@ def comparison_table(table: str, ours: pd.DataFrame | None, *, scale: str = "235
     (value with its CI), our columns the paper lacks appended, our models the paper lacks under 'This run only', and
     'ours from' naming our model, judge and data; ours None -> one 'ours' column saying 'not run'."""
     paper = paper_results(table)
-    spec = _columns(paper)
+    spec = published_columns(paper)
     published = paper_table(table)
     if ours is None:
         out = published.copy()
@@ -268,7 +269,7 @@ def comparison_table(table: str, ours: pd.DataFrame | None, *, scale: str = "235
     digits = {label: max((_decimals(t) for t in paper.loc[(paper.benchmark == b) & (paper.metric == m), "text"]),
                          default=3) for b, m, label in spec}
     ours = ours.assign(paper_row=[paper_row(table, m, scale) for m in ours["model"]],
-                       paper_col=[_match_column(table, b, m, spec) for b, m in zip(ours["benchmark"], ours["metric"])])
+                       paper_col=[match_column(table, b, m, spec) for b, m in zip(ours["benchmark"], ours["metric"])])
     ours["row"] = ours["paper_row"].fillna(ours["model"])
     ours["col"] = [c if isinstance(c, str) else (f"{m}" if ours["benchmark"].nunique() == 1 else f"{b} {m}")
                    for c, b, m in zip(ours["paper_col"], ours["benchmark"], ours["metric"])]
@@ -332,8 +333,6 @@ def _sample_count(data: str) -> str:
 def _executed_parameters(run_dir: Path, notebook: str) -> dict | None:
     """The parameters an executed notebook of the run used (its defaults, overridden by what papermill injected)."""
     import nbformat
-
-    from editcaption import config
 
     path = run_dir / f"{notebook}.ipynb"
     if not path.exists():

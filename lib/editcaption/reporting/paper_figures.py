@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from editcaption.records import load_pairs
 from editcaption.reporting import figures, paper
 
 PAPER_COLOR, OURS_COLOR = "#8C8C8C", "#4C72B0"
@@ -68,11 +69,11 @@ def plot_margins(margins: pd.DataFrame | None) -> list:
 def _ours_bars(ax, table: str, rows: pd.DataFrame, metric: str, scale: str):
     """Paper value (grey) beside ours with its CI (blue) for each of our models, on one benchmark."""
     published = paper.paper_results(table)
-    spec = paper._columns(published)
+    spec = paper.published_columns(published)
     labels, theirs = [], []
     for r in rows.itertuples():
         target = paper.paper_row(table, r.model, scale)
-        column = paper._match_column(table, r.benchmark, metric, spec)
+        column = paper.match_column(table, r.benchmark, metric, spec)
         cell = next(((b, m) for b, m, label in spec if label == column), (None, None))
         hit = published[(published.model == target) & (published.benchmark == cell[0]) & (published.metric == cell[1])]
         labels.append(r.model + (f"\n≈ {target.replace(' (', chr(10) + '(')}" if target else ""))
@@ -164,7 +165,6 @@ def write_figures(run_dir: str | Path, out_dir: str | Path, *, scale: str = "235
         plot_figure2(json.loads(metrics01.read_text()) if metrics01.exists() else None), out_dir, "figure2_distribution")}
     pairs = run_dir / "01_dataset_construction" / "pairs"
     if pairs.exists():  # the paper's ring chart of category and edit type, from the pairs themselves
-        from editcaption.records import load_pairs
 
         kinds = load_pairs(pairs).select_columns(["category", "edit_type"])
         written["figure2_rings"] = save_figure(figures.plot_edit_distribution(kinds["category"], kinds["edit_type"]),

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from editcaption.reporting.figures import MODE_COLORS, _finish
+from editcaption.reporting.figures import MODE_COLORS, finish_figure
 
 
 def plot_pass_rates(table: pd.DataFrame, *, criterion: str = "p0", save: str | Path | None = None):
@@ -27,7 +27,7 @@ def plot_pass_rates(table: pd.DataFrame, *, criterion: str = "p0", save: str | P
     ax.set_ylabel("share of pairs" if criterion == "p0" else "share of pairs, fully correct")
     ax.set_title("pass = no P0 error" if criterion == "p0" else "pass = no error at all", fontsize=9)
     ax.legend(fontsize=8, ncol=3)
-    return _finish(fig, save)
+    return finish_figure(fig, save)
 
 
 def plot_edit_distances(provenance: pd.DataFrame, *, save: str | Path | None = None):
@@ -45,7 +45,7 @@ def plot_edit_distances(provenance: pd.DataFrame, *, save: str | Path | None = N
     ax_s.bar(sources.index, sources.values, color="#888888")
     ax_s.set_ylabel("chosen answers")
     ax_s.tick_params(axis="x", labelsize=8)
-    return _finish(fig, save)
+    return finish_figure(fig, save)
 
 
 CURVES = (("rewards/accuracies", "reward accuracy"), ("rewards/margins", "reward margin β·Δ"),
@@ -66,7 +66,7 @@ def plot_dpo_curves(histories: dict[str, list[dict]], *, save: str | Path | None
         ax.set_xlabel("step")
         ax.set_title(label, fontsize=9)
     axes[0].legend(fontsize=7)
-    return _finish(fig, save)
+    return finish_figure(fig, save)
 
 
 def plot_hardness(margins: pd.DataFrame, *, save: str | Path | None = None):
@@ -87,7 +87,7 @@ def plot_hardness(margins: pd.DataFrame, *, save: str | Path | None = None):
     gap.set_ylabel("ℓ_ref(y_r) − ℓ_ref(y_w)", fontsize=8)
     ax_r.set_xlabel("pairs ranked by hardness")
     ax_r.set_ylabel("hardness term")
-    return _finish(fig, save)
+    return finish_figure(fig, save)
 
 
 def plot_targeted_rates(rates: pd.DataFrame, *, measure: str = "p0", save: str | Path | None = None):
@@ -103,7 +103,7 @@ def plot_targeted_rates(rates: pd.DataFrame, *, measure: str = "p0", save: str |
         ax.set_xticks(range(len(models)), models, rotation=30, ha="right", fontsize=8)
         ax.set_title(f"{subset} subset (n={int(part['n'].max())})", fontsize=9)
     axes[0][0].set_ylabel("P0 error rate" if measure == "p0" else "error rate of the subset's mode")
-    return _finish(fig, save)
+    return finish_figure(fig, save)
 
 
 def plot_sweep(sweep: pd.DataFrame, *, save: str | Path | None = None):
@@ -114,4 +114,4 @@ def plot_sweep(sweep: pd.DataFrame, *, save: str | Path | None = None):
                                                                           for c in sweep["chosen"]])
     ax.set_xticks(range(len(sweep)), sweep["setting"], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("P0 error rate, validation subsets")
-    return _finish(fig, save)
+    return finish_figure(fig, save)

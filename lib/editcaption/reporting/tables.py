@@ -6,32 +6,25 @@ from pathlib import Path
 
 import pandas as pd
 
-from editcaption.records import RecordError
-
-LONG_COLUMNS = ("table", "model", "benchmark", "metric", "value", "low", "high", "judge", "data")
+from editcaption.records import missing_value, validate_long
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
 
-def _missing(x) -> bool:
-    """True for None and NaN."""
-    return x is None or (isinstance(x, float) and math.isnan(x))
-
-
 def ci_cell(value: float, low: float | None, high: float | None, digits: int = 3) -> str:
     """"2.345 [2.301, 2.390]" when both bounds are known, else "2.345"; "" for a missing value."""
-    if _missing(value):
+    if missing_value(value):
         return ""
     cell = f"{value:.{digits}f}"
-    if not (_missing(low) or _missing(high)):
+    if not (missing_value(low) or missing_value(high)):
         cell += f" [{low:.{digits}f}, {high:.{digits}f}]"
     return cell
 
 
 def _text(x) -> str:
     """A cell as text; missing -> ""."""
-    if _missing(x):
+    if missing_value(x):
         return ""
     return str(x)
 
@@ -87,22 +80,6 @@ def write_table(df: pd.DataFrame, out_dir, stem: str, *, caption: str = "", inde
     return paths
 
 
-def validate_long(rows: pd.DataFrame, source: str = "<long table>") -> pd.DataFrame:
-    """Check the LONG_COLUMNS are there and each value is numeric; return the rows in column order."""
-    for column in LONG_COLUMNS:
-        if column not in rows.columns:
-            raise RecordError(f"long table lacks column {column!r} (has {list(rows.columns)})", file=source,
-                              field=column)
-    for i, value in enumerate(rows["value"]):
-        if _missing(value):
-            continue
-        try:
-            float(value)
-        except (TypeError, ValueError):
-            raise RecordError(f"value {value!r} is not a number", file=source, row=i, field="value") from None
-    return rows[list(LONG_COLUMNS)].reset_index(drop=True)
-
-
 def write_long(rows: pd.DataFrame, out_dir, stem: str) -> Path:
     """Validate the long format and write <stem>_long.csv under out_dir."""
     path = Path(out_dir) / f"{stem}_long.csv"
@@ -126,7 +103,7 @@ def wide(rows: pd.DataFrame, *, digits: int = 3) -> pd.DataFrame:
             columns.append(column)
         if r.model not in models:
             models.append(r.model)
-        cells[(r.model, column)] = ci_cell(float(r.value) if not _missing(r.value) else math.nan, r.low, r.high, digits)
+        cells[(r.model, column)] = ci_cell(float(r.value) if not missing_value(r.value) else math.nan, r.low, r.high, digits)
     table = pd.DataFrame([[cells.get((m, c), "") for c in columns] for m in models],
                          index=pd.Index(models, name="model"), columns=columns)
     return table

@@ -16,7 +16,8 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from editcaption.config import ConfigError
+from editcaption import paths
+from editcaption.config import ConfigError, profile_path
 
 
 @dataclass(frozen=True)
@@ -226,8 +227,6 @@ def run_entry_point(argv: list[str] | None, *, description: str, epilog: str, sp
     (a bad key or value exits with the message), train, then end the process cleanly."""
     import argparse
 
-    from editcaption.config import profile_path
-
     parser = argparse.ArgumentParser(description=description, epilog=epilog)
     parser.add_argument("--profile", required=True, help="profile name (params/<name>.yaml) or YAML path")
     known, rest = parser.parse_known_args(argv)
@@ -411,9 +410,7 @@ def load_for_training(params: Mapping[str, Any]):
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from transformers.integrations import is_deepspeed_zero3_enabled
 
-    from editcaption.models.loading import _check_source
-
-    source = _check_source(params["model_name_or_path"])
+    source = paths.model_source(params["model_name_or_path"])
     processor = AutoProcessor.from_pretrained(source)
     apply_pixel_budget(processor, params["min_pixels"], params["max_pixels"])
     kwargs = {"dtype": params["model_dtype"]}

@@ -1,6 +1,7 @@
 """Notebook 04's runs: the DPO budget sweep on the validation subsets, then every table-4 variant (and seed)
-at the chosen budget (plain DPO with the first seed is the sweep's winning run, not trained twice). Each run is one `accelerate launch -m editcaption.train.hae_dpo` from the SFT model with
-the SFT model as the frozen reference, into its own folder, as on a cluster.
+at the chosen budget (plain DPO with the first seed is the sweep's winning run, not trained twice). Each run is
+one launch of `editcaption.train.hae_dpo` (`launch.run_training`) from the SFT model with the SFT model as the
+frozen reference, into its own folder, as on a cluster.
 
 The budget (learning rate, and the weight of the chosen answer's NLL term) is chosen with plain DPO on the
 targeted *validation* subsets of notebook 01, never on the test split: the setting with the lowest P0 error
@@ -18,6 +19,7 @@ import pandas as pd
 
 from editcaption.eval import targeted
 from editcaption.train import launch
+from editcaption.train.hae_dpo import VARIANTS
 from editcaption.train.sft import final_model_dir, read_train_metrics
 
 DPO_MODULE = "editcaption.train.hae_dpo"
@@ -44,6 +46,15 @@ def parse_seeds(text: str, default: int) -> list[int]:
     if any(not v.is_integer() for v in values) or len(set(values)) != len(values):
         raise ValueError(f"dpo_seeds {text!r}: expected distinct integers")
     return [int(v) for v in values]
+
+
+def parse_variants(text: str) -> list[str]:
+    """"dpo,st_only,h_only,hae" -> the variants in order (table 4's rows); unknown or repeated names raise."""
+    variants = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if not variants or unknown or len(set(variants)) != len(variants):
+        raise ValueError(f"dpo_variants {text!r}: expected distinct names from {sorted(VARIANTS)}")
+    return variants
 
 
 def run_label(variant: str, seed: int, first_seed: int) -> str:
@@ -85,6 +96,18 @@ def train_variants(variants: Sequence[str], seeds: Sequence[int], params: Mappin
     return runs
 
 
+def reward_summary(log_history: list[dict]) -> dict[str, float | None]:
+    """The last logged training value of TRL's reward metrics and the HAE margin terms."""
+    keys = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected", "hae/margin_mean",
+            "hae/st_term_mean", "hae/hardness_mean", "loss")
+    last = {}
+    for entry in log_history:
+        for key in keys:
+            if key in entry:
+                last[key] = entry[key]
+    return {key: last.get(key) for key in keys}
+
+
 def runs_summary(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Run label -> its variant, seed, run and model folders, wall seconds, optimizer steps, and whether it is a
     sweep run taken as it is."""
@@ -104,8 +127,6 @@ def stage_metrics(runs: Mapping[str, Mapping[str, Any]], sweep: "Sweep", margins
                   comparisons: pd.DataFrame, kinds: pd.DataFrame, conclusion_text: str, **extra: Any) -> dict[str, Any]:
     """What notebook 04 writes to metrics.json: the budget and the sweep, each run (its training metrics and
     last logged rewards), the margin statistics, the validation error rates and comparisons, the conclusion."""
-    from editcaption.data.preference import reward_summary
-
     hardness = margins["h_term"].describe(percentiles=[0.1, 0.5, 0.9]).to_dict()
     return {**extra, "budget": sweep.best, "sweep": sweep.table.to_dict(orient="records"), "runs": runs_summary(runs),
             "train": {label: {k: v for k, v in run["metrics"].items() if k != "log_history"} for label, run in runs.items()},

@@ -24,26 +24,29 @@ import torch
 import torch.nn.functional as F
 from trl import DPOConfig, DPOTrainer
 
-from editcaption.records import ERROR_TYPES, PREFERENCE_FEATURES, SEVERITIES, RecordError, load_train_split, validate_preference
+from editcaption import paths
+from editcaption.config import ConfigError
+from editcaption.data.preference_rows import BAD_ROWS, load_preferences
+from editcaption.rubric import ERROR_TYPES, SEVERITIES
 from editcaption.train.common import (
     TRAINING_KEYS,
     Key,
     cpu_ddp_backend,
-    trainer_arguments,
     describe_batch,
-    run_entry_point,
     gradient_accumulation,
     last_checkpoint,
     load_for_training,
+    run_entry_point,
+    trainer_arguments,
     world_size,
 )
 from editcaption.train.margin import completion_logps, hae_margin, label_indices
+from editcaption.train.sft import drop_long_samples, sample_lengths
 
 STAGE = "04_hae_dpo"
 PREFIX = "dpo_"
 VARIANTS = {"dpo": (0.0, 0.0), "st_only": (1.0, 0.0), "h_only": (0.0, 1.0), "hae": (1.0, 1.0)}  # γ_st, γ_h on/off
 HARDNESS_LOGP = ("mean", "sum")
-BAD_ROWS = ("error", "skip")
 LABEL_COLUMNS = ("severity", "error_type")  # dataset columns carried through TRL's preprocessing
 SEVERITY_KEY, ERROR_TYPE_KEY = "hae_severity", "hae_error_type"  # their index tensors in a collated batch
 SKIPPED_FILE = "skipped_preferences.jsonl"
@@ -208,73 +211,8 @@ class HAEDPOTrainer(DPOTrainer):
                 metrics[name].append(value)
 
 
-# --- data ----------------------------------------------------------------------------------------
-
-def preference_errors(dataset, file):
-    """Yield (row index, RecordError) for each bad row; a missing column raises RecordError at once."""
-    import pyarrow.compute as pc
-
-    missing = [c for c in PREFERENCE_FEATURES if c not in dataset.column_names]
-    if missing:
-        raise RecordError(f"missing column(s) {missing}; a preference row has {list(PREFERENCE_FEATURES)}",
-                          file=file, field=missing[0])
-    n_images = pc.list_value_length(dataset.select_columns(["images"]).with_format("arrow")[:]["images"]).to_pylist()
-    texts = dataset.select_columns([c for c in PREFERENCE_FEATURES if c != "images"])
-    for index, (row, count) in enumerate(zip(texts, n_images)):
-        name = row["id"] if row["id"] is not None else index
-        try:
-            validate_preference({**row, "id": name, "images": None}, file=file, index=index)
-            if count != 2:
-                raise RecordError(f"{count} images; a preference row has [source, target]", file=file, row=name,
-                                  field="images")
-            if row["chosen"].strip() == row["rejected"].strip():
-                raise RecordError("rejected is the same text as chosen", file=file, row=name, field="rejected")
-        except RecordError as error:
-            yield index, error
-
-
-def to_trl_preferences(dataset):
-    """Preference rows → TRL's conversational vision rows (the SFT prompt messages; images stay as they are)."""
-    import datasets
-
-    from editcaption.prompts import build_sft_example
-
-    def convert(prompt, chosen, rejected):
-        with_chosen = build_sft_example(None, None, chosen, prompt)
-        return {"prompt": with_chosen["prompt"], "chosen": with_chosen["completion"],
-                "rejected": build_sft_example(None, None, rejected, prompt)["completion"]}
-
-    raw = dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
-    converted = raw.map(convert, input_columns=["prompt", "chosen", "rejected"])
-    return converted.cast_column("images", datasets.List(datasets.Image()))
-
-
-def load_preferences(path: str | Path, *, bad_rows: str = "error"):
-    """Read, check and convert a preference `datasets` folder; returns (TRL rows, skipped rows).
-
-    bad_rows="error" raises RecordError naming the file, row and field of the first bad row; "skip" leaves
-    the bad rows out (never trained on) and returns them as {row, id, field, error}.
-    """
-    if bad_rows not in BAD_ROWS:
-        raise ValueError(f"preference_bad_rows {bad_rows!r} is not one of {BAD_ROWS}")
-    folder = Path(path)
-    ds = load_train_split(folder, "preference data")
-    skipped = []
-    for index, error in preference_errors(ds, folder):
-        if bad_rows == "error":
-            raise error
-        skipped.append({"row": index, "id": error.row, "field": error.field, "error": str(error)})
-    if len(skipped) == len(ds):
-        raise RecordError(f"all {len(ds)} preference rows are invalid (first: {skipped[0]['error']})", file=folder)
-    if skipped:
-        bad = {s["row"] for s in skipped}
-        ds = ds.select([i for i in range(len(ds)) if i not in bad])
-    return to_trl_preferences(ds), skipped
-
-
 def preference_lengths(dataset, processor) -> list[int]:
     """Tokens of each row's longer sequence (prompt + chosen or prompt + rejected), as the vision collator builds it."""
-    from editcaption.train.sft import sample_lengths
 
     per_answer = [
         sample_lengths(dataset.select_columns(["images", "prompt", answer]).rename_column(answer, "completion"),
@@ -288,7 +226,6 @@ def preference_lengths(dataset, processor) -> list[int]:
 
 def check_choices(params: Mapping[str, Any]) -> None:
     """The keys with a closed set of values hold one of them (ConfigError naming the key otherwise)."""
-    from editcaption.config import ConfigError
 
     for key, allowed in (("dpo_variant", VARIANTS), ("hae_hardness_logp", HARDNESS_LOGP),
                          ("preference_bad_rows", BAD_ROWS)):
@@ -302,7 +239,6 @@ def resolve_output_dir(params: Mapping[str, Any]) -> Path:
         return Path(params["output_dir"])
     if not params["run_name"]:
         raise ValueError(f"set output_dir (or run_name, for outputs/<run_name>/{STAGE}/<variant>)")
-    from editcaption import paths
 
     return paths.stage_dir(params["run_name"], STAGE) / params["dpo_variant"]
 
@@ -340,12 +276,10 @@ def load_reference(params: Mapping[str, Any]):
         return None
     from transformers import AutoModelForImageTextToText
 
-    from editcaption.models.loading import _check_source
-
     kwargs = {"dtype": params["model_dtype"]}
     if params["attn_implementation"]:
         kwargs["attn_implementation"] = params["attn_implementation"]
-    return AutoModelForImageTextToText.from_pretrained(_check_source(params["dpo_ref_model"]), **kwargs).eval()
+    return AutoModelForImageTextToText.from_pretrained(paths.model_source(params["dpo_ref_model"]), **kwargs).eval()
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -355,7 +289,6 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def train_hae_dpo(params: Mapping[str, Any], *, callbacks: list | None = None) -> dict[str, Any]:
     """Run (or resume) one HAE-DPO variant; returns the metrics also written to output_dir/train_metrics.json."""
-    from editcaption.train.sft import drop_long_samples
 
     for required in ("model_name_or_path", "preference_data_path"):
         if not params.get(required):

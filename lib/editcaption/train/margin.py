@@ -4,16 +4,22 @@
 
 s_i is the severity weight of the rejected answer (P0 1.0, P1 0.5, P2 0.0), c(t_i) the weight of its failure
 mode (orientation 0.2, viewpoint 0.15, detail 0.1), ℓ_ref the reference model's log-likelihood of an answer.
-Labels are given as strings or as integer indices into `records.SEVERITIES` / `records.ERROR_TYPES`.
+Labels are given as strings or as integer indices into `rubric.SEVERITIES` / `rubric.ERROR_TYPES`.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Sequence
 
+import datasets
+import pandas as pd
 import torch
+from trl.data_utils import apply_chat_template, prepare_multimodal_messages
 
-from editcaption.eval.rubric import SEVERITY_WEIGHT, TYPE_WEIGHT
-from editcaption.records import ERROR_TYPES, SEVERITIES
+from editcaption.data.preference_rows import load_preferences
+from editcaption.models.loading import load_model_and_processor
+
+from editcaption.rubric import ERROR_TYPES, SEVERITIES, SEVERITY_WEIGHT, TYPE_WEIGHT
 
 Labels = Sequence[str] | torch.Tensor
 
@@ -88,3 +94,35 @@ def hae_margin(
     st_term = s * c
     h_term = torch.sigmoid((ref_logp_rejected - ref_logp_chosen) / tau)
     return gamma_st * st_term + gamma_h * h_term, st_term, h_term
+
+
+def reference_margins(model_path: str | Path, preference_path: str | Path, *, gamma_st: float = 1.0,
+                      gamma_h: float = 1.0, tau: float = 1.0, hardness_logp: str = "mean", limit: int = 0):
+    """Eq. 3 over the preference set: the reference model's ℓ_ref of chosen and rejected (per completion token
+    for hardness_logp="mean", summed for "sum", from the same chat text TRL builds) and `hae_margin`'s terms,
+    one row per preference pair (the first `limit` rows; 0 = all)."""
+    model, processor = load_model_and_processor(model_path)
+    raw = datasets.load_from_disk(str(preference_path))
+    trl_rows, _ = load_preferences(preference_path)
+    n = min(limit or len(trl_rows), len(trl_rows))
+    logps = {"chosen": [], "rejected": []}
+    with torch.no_grad():
+        for row in trl_rows.select(range(n)):
+            images = row["images"]
+            for answer in ("chosen", "rejected"):
+                texts = apply_chat_template({"prompt": prepare_multimodal_messages(row["prompt"], images=images),
+                                             "completion": prepare_multimodal_messages(row[answer])}, processor)
+                prompt = processor(text=[texts["prompt"]], images=[images], return_tensors="pt")
+                prompt_len = prompt["input_ids"].shape[1]
+                inputs = processor(text=[texts["prompt"] + texts["completion"]], images=[images], return_tensors="pt")
+                ids = inputs["input_ids"]
+                per_token = torch.log_softmax(model(**inputs).logits[:, :-1].float(), dim=-1).gather(
+                    -1, ids[:, 1:, None])[..., 0][:, prompt_len - 1:]
+                logps[answer].append(per_token.mean() if hardness_logp == "mean" else per_token.sum())
+    meta = raw.select_columns(["id", "error_type", "severity"]).select(range(n))
+    chosen, rejected = torch.stack(logps["chosen"]), torch.stack(logps["rejected"])
+    margin, st_term, h_term = hae_margin(meta["severity"], meta["error_type"], rejected, chosen,
+                                         gamma_st=gamma_st, gamma_h=gamma_h, tau=tau)
+    return pd.DataFrame({"id": meta["id"], "error_type": meta["error_type"], "severity": meta["severity"],
+                         "ref_logp_chosen": chosen.tolist(), "ref_logp_rejected": rejected.tolist(),
+                         "st_term": st_term.tolist(), "h_term": h_term.tolist(), "margin": margin.tolist()})

@@ -16,16 +16,19 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
+from editcaption import paths
+from editcaption.prompts import build_sft_example
 from editcaption.records import RecordError, load_train_split
 from editcaption.train.common import (
     TRAINING_KEYS,
     Key,
-    trainer_arguments,
     describe_batch,
-    run_entry_point,
     gradient_accumulation,
     last_checkpoint,
     load_for_training,
+    merge_lora,
+    run_entry_point,
+    trainer_arguments,
     world_size,
 )
 
@@ -44,8 +47,6 @@ METRICS_FILE = "train_metrics.json"
 def load_sft_dataset(path: str | Path):
     """A `datasets` folder of TRL vision rows, or of edit pairs converted by `build_sft_example` (by columns)."""
     import datasets
-
-    from editcaption.prompts import build_sft_example
 
     folder = Path(path)
     ds = load_train_split(folder, "SFT data")
@@ -148,7 +149,6 @@ def resolve_output_dir(params: Mapping[str, Any]) -> Path:
         return Path(params["output_dir"])
     if not params["run_name"]:
         raise ValueError("set output_dir (or run_name, for outputs/<run_name>/02_sft)")
-    from editcaption import paths
 
     return paths.stage_dir(params["run_name"], STAGE)
 
@@ -241,7 +241,6 @@ def read_train_metrics(output_dir: str | Path) -> dict[str, Any]:
 def final_model_dir(output_dir: str | Path, *, merged_out: str | Path) -> Path:
     """The trained model as a full checkpoint: final/ itself, or for a LoRA run the adapter merged into
     its base model and saved to `merged_out` (what generation and the DPO stage load)."""
-    from editcaption.train.common import merge_lora
 
     final_dir = Path(output_dir) / "final"
     if (final_dir / "adapter_config.json").exists():

@@ -2,7 +2,7 @@
 
 `RuleJudge` needs no model: it reads the structured `changes` of a pair (records.CHANGE_FEATURES) and
 the instruction text, decides per change whether the instruction covers it, states it correctly, or
-reverses it, and maps the counts through `eval.rubric` (listings B.1-B.3). It also tags the
+reverses it, and maps the counts through `rubric` (listings B.1-B.3). It also tags the
 instruction's errors with the paper's failure modes (orientation / viewpoint / detail, plus "other"
 for content no change supports) and table 6 severities (P0 / P1 / P2).
 
@@ -42,12 +42,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple
 
-from editcaption import records
-from editcaption.data.vocab import OBJECTS, OPPOSITE, SHAPES, SIGN_WORDS, STYLES, SYNONYMS, TEXTURES
-from editcaption.eval import rubric
+from editcaption import records, rubric
+from editcaption.vocab import OBJECTS, OPPOSITE, SHAPES, SIGN_WORDS, STYLES, SYNONYMS, TEXTURES
 
-ERROR_TYPES = ("orientation", "viewpoint", "detail", "other")
-_SEVERITY_RANK = {"P0": 0, "P1": 1, "P2": 2}
+ERROR_TYPES = (*rubric.ERROR_TYPES, "other")  # "other": content no change of the pair supports
+_SEVERITY_RANK = {s: k for k, s in enumerate(rubric.SEVERITIES)}
 _TYPE_RANK = {t: i for i, t in enumerate(ERROR_TYPES)}
 
 # --------------------------------------------------------------------------------------------------

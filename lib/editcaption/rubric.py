@@ -11,7 +11,11 @@ import math
 import re
 from typing import NamedTuple
 
-from editcaption.data.vocab import BACKGROUNDS, COLORS, OBJECTS, OPPOSITE, SIGN_WORDS, STYLES, SYNONYMS, TEXTURES
+from editcaption.vocab import BACKGROUNDS, COLORS, OBJECTS, OPPOSITE, SIGN_WORDS, STYLES, SYNONYMS, TEXTURES
+
+# The error taxonomy (section 3.2, appendix A): the three failure modes and the three severities.
+ERROR_TYPES = ("orientation", "viewpoint", "detail")
+SEVERITIES = ("P0", "P1", "P2")
 
 # Eq. 4 / appendix B: S = 0.4 Acc + 0.4 Comp + 0.2 Clar.
 WEIGHTS = {"accuracy": 0.4, "completeness": 0.4, "clarity": 0.2}

@@ -26,7 +26,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont, ImageOps
 from tqdm.auto import tqdm
 
 from editcaption import records
-from editcaption.data.vocab import BACKGROUNDS, COLORS, SHAPES, SIGN_WORDS, STYLES, TEXTURES
+from editcaption.vocab import BACKGROUNDS, COLORS, SHAPES, SIGN_WORDS, STYLES, TEXTURES
 
 DEFAULT_MIX = {"semantic": 0.25, "stylistic": 0.25, "structural": 0.5}
 EDIT_TYPES = {
@@ -600,7 +600,7 @@ OPS = {
 # One pair
 
 
-def _random_scene(rng: random.Random, layout, n_objects: int, ops: list[str], small: bool) -> Scene:
+def random_scene(rng: random.Random, layout, n_objects: int, ops: list[str], small: bool) -> Scene:
     """A scene of n_objects distinct objects holding what `ops` need (an arrow, a sign)."""
     scene = Scene(background=rng.choice(list(BACKGROUNDS)))
     kinds = [k for k, op in (("arrow", "motion"), ("sign", "text")) if op in ops]
@@ -643,7 +643,7 @@ def _make_pair(seed: int, index: int, category: str, edit_type: str, secondary: 
         if needed > layout.capacity:
             continue
         n_objects = rng.randint(max(1, needed), layout.capacity)
-        source = _random_scene(rng, layout, n_objects, ops, small="resize" in ops)
+        source = random_scene(rng, layout, n_objects, ops, small="resize" in ops)
         ctx = _Ctx(rng, layout, source, source.copy())
         changes = [OPS[op](ctx) for op in ops]
         if side_kind:
