@@ -16,12 +16,11 @@ if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ
     os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
 
 import pytest
-import yaml
+from smoke_pins import smoke_profile
 
-from editcaption import config, runner
+from editcaption import runner
 
 SHARED_RUN = "smoke"
-SWEEP = {"dpo_sweep_learning_rates": "1.0e-4,2.0e-4", "dpo_seeds": "0,1"}
 
 
 def pytest_itemcollected(item):
@@ -39,9 +38,7 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
-    """(folder holding the run, the runner's results): every notebook of the smoke profile plus SWEEP."""
+    """(folder holding the run, the runner's results): every notebook of the smoke profile plus smoke_pins.SWEEP."""
     root = tmp_path_factory.mktemp("shared-smoke")
-    profile = root / "smoke-sweep.yaml"
-    profile.write_text(yaml.safe_dump({**config.load_profile("smoke"), **SWEEP}))
-    results = runner.run_profile(str(profile), run_name=SHARED_RUN, output_root=str(root), progress=False)
+    results = runner.run_profile(str(smoke_profile(root)), run_name=SHARED_RUN, output_root=str(root), progress=False)
     return root / SHARED_RUN, results
