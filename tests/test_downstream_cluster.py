@@ -18,8 +18,8 @@ import pytest
 from fault_server import FaultServer, ok, prompt_text, rate_limited
 from PIL import Image
 
-from editcaption.downstream import cluster
-from editcaption.downstream.cluster import ClusterRequirementError
+from editcaption.downstream import bench_judge, cluster, gedit, imgedit, step1x
+from editcaption.downstream.step1x import ClusterRequirementError
 from editcaption.downstream.export import export_step1x
 from editcaption.records import RecordError
 
@@ -51,7 +51,7 @@ def _png(seed: int, size=(16, 12)) -> Image.Image:
 
 
 def _fake_checkout(root: Path, *, breakpoint: bool = True) -> Path:
-    for name in cluster.CHECKOUT_FILES:
+    for name in step1x.CHECKOUT_FILES:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text("")
     body = "    import pdb;pdb.set_trace()\n" if breakpoint else "    pass\n"
@@ -63,7 +63,7 @@ def _fake_checkout(root: Path, *, breakpoint: bool = True) -> Path:
 
 def _fake_weights(root: Path) -> Path:
     root.mkdir(parents=True)
-    for name in cluster.WEIGHTS.values():
+    for name in step1x.WEIGHTS.values():
         (root / name).write_bytes(b"")
     return root
 
@@ -77,9 +77,9 @@ def _export(tmp_path: Path) -> Path:
 # ------------------------------------------------------------------------------------- requirements
 
 def test_requirement_error_lists_everything_missing(monkeypatch, tmp_path):
-    monkeypatch.setattr(cluster, "_cuda_devices", lambda: 0)
+    monkeypatch.setattr(step1x, "_cuda_devices", lambda: 0)
     with pytest.raises(ClusterRequirementError) as caught:
-        cluster.require_step1x(None, tmp_path / "nowhere", modules=("surely_not_a_module_xyz",))
+        step1x.require_step1x(None, tmp_path / "nowhere", modules=("surely_not_a_module_xyz",))
     err = caught.value
     assert len(err.missing) == 4
     text = str(err)
@@ -89,15 +89,15 @@ def test_requirement_error_lists_everything_missing(monkeypatch, tmp_path):
     # a partial checkout names the files it lacks; complete weights are not listed
     (tmp_path / "s1x").mkdir()
     (tmp_path / "s1x" / "finetuning.py").write_text("")
-    missing = cluster.step1x_requirements(tmp_path / "s1x", _fake_weights(tmp_path / "w"), gpu=False, modules=())
+    missing = step1x.step1x_requirements(tmp_path / "s1x", _fake_weights(tmp_path / "w"), gpu=False, modules=())
     assert len(missing) == 1 and "scripts/finetuning.sh" in missing[0] and "finetuning.py," not in missing[0]
 
 
 def test_run_finetuning_without_gpu_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setattr(cluster, "_cuda_devices", lambda: 0)
+    monkeypatch.setattr(step1x, "_cuda_devices", lambda: 0)
     export = _export(tmp_path)
     with pytest.raises(ClusterRequirementError, match="CUDA GPU"):
-        cluster.run_finetuning(export, checkout=_fake_checkout(tmp_path / "s1x"), model_dir=_fake_weights(tmp_path / "w"),
+        step1x.run_finetuning(export, checkout=_fake_checkout(tmp_path / "s1x"), model_dir=_fake_weights(tmp_path / "w"),
                                output_dir=tmp_path / "lora", output_name="editcaption")
 
 
@@ -118,7 +118,7 @@ def test_finetune_command_is_what_the_real_script_takes(tmp_path):
     from accelerate.commands.launch import launch_command_parser
 
     export = _export(tmp_path)
-    command = cluster.finetune_command(export, checkout=None, model_dir=tmp_path / "w", output_dir=tmp_path / "out",
+    command = step1x.finetune_command(export, checkout=None, model_dir=tmp_path / "w", output_dir=tmp_path / "out",
                                        output_name="step1x-edit_test")
     assert command[1:3] == ["-m", "accelerate.commands.launch"]
     # the accelerate part, parsed by accelerate's own launch parser
@@ -128,7 +128,7 @@ def test_finetune_command_is_what_the_real_script_takes(tmp_path):
     assert launch.config_file == "./library/accelerate_config.yaml"
     script_args = launch.training_script_args
     # the finetuning.py part: every option is one its parser accepts, with the right arity
-    kinds = cluster.accepted_options()
+    kinds = step1x.accepted_options()
     assert len(kinds) > 200
     parsed = _parse_with_options(script_args, kinds)
     assert parsed.dataset_config == str(export / "dataset_config.toml")
@@ -148,12 +148,12 @@ def test_finetune_command_is_what_the_real_script_takes(tmp_path):
 def test_finetune_command_rejects_options_the_script_lacks(tmp_path):
     kwargs = dict(checkout=None, model_dir=tmp_path, output_dir=tmp_path, output_name="x")
     with pytest.raises(ValueError, match="does not accept --learning_rate_typo"):
-        cluster.finetune_command(tmp_path, overrides={"learning_rate_typo": 1}, **kwargs)
+        step1x.finetune_command(tmp_path, overrides={"learning_rate_typo": 1}, **kwargs)
     with pytest.raises(ValueError, match="--highvram of finetuning.py is a flag"):
-        cluster.finetune_command(tmp_path, overrides={"highvram": "yes"}, **kwargs)
+        step1x.finetune_command(tmp_path, overrides={"highvram": "yes"}, **kwargs)
     with pytest.raises(ValueError, match="takes a value"):
-        cluster.finetune_command(tmp_path, overrides={"network_dim": True}, **kwargs)
-    command = cluster.finetune_command(tmp_path, overrides={"network_dim": 16, "fp8_base": False,
+        step1x.finetune_command(tmp_path, overrides={"network_dim": True}, **kwargs)
+    command = step1x.finetune_command(tmp_path, overrides={"network_dim": 16, "fp8_base": False,
                                                             "network_args": ["a=1", "b=2"]}, **kwargs)
     assert command[command.index("--network_dim") + 1] == "16" and "--fp8_base" not in command
     assert command[command.index("--network_args") + 1:][:2] == ["a=1", "b=2"]
@@ -166,7 +166,7 @@ def test_accepted_options_read_from_a_checkout(tmp_path):
     (root / "library" / "train_util.py").write_text(
         "def add(p):\n    p.add_argument('--fp8_base', action='store_true')\n"
         "    p.add_argument('--network_args', type=str, nargs='*')\n")
-    assert cluster.accepted_options(root) == {"--qwen2p5vl": "value", "--fp8_base": "flag", "--network_args": "list"}
+    assert step1x.accepted_options(root) == {"--qwen2p5vl": "value", "--fp8_base": "flag", "--network_args": "list"}
 
 
 def test_dry_run_and_the_breakpoint_guard(tmp_path):
@@ -176,22 +176,22 @@ def test_dry_run_and_the_breakpoint_guard(tmp_path):
     # a checkout with library/ is read for its options: give the fake one the real parser's options
     store_true = {"flag": ", action='store_true'", "list": ", nargs='*'", "value": ""}
     (checkout / "library" / "extra.py").write_text("".join(
-        f"p.add_argument('{o}'{store_true[k]})\n" for o, k in cluster.accepted_options().items()))
-    result = cluster.run_finetuning(export, dry_run=True, **kwargs)
+        f"p.add_argument('{o}'{store_true[k]})\n" for o, k in step1x.accepted_options().items()))
+    result = step1x.run_finetuning(export, dry_run=True, **kwargs)
     assert result["returncode"] is None and result["cwd"] == str(checkout.resolve())
     assert result["lora"].endswith("lora/editcaption.safetensors")
     with pytest.raises(ClusterRequirementError, match="pdb breakpoint"):
-        cluster.run_finetuning(export, dry_run=True, overrides={"cache_latents_to_disk": False}, **kwargs)
+        step1x.run_finetuning(export, dry_run=True, overrides={"cache_latents_to_disk": False}, **kwargs)
     with pytest.raises(RecordError):  # the export is checked before anything runs
-        cluster.run_finetuning(tmp_path / "not-an-export", dry_run=True, **kwargs)
+        step1x.run_finetuning(tmp_path / "not-an-export", dry_run=True, **kwargs)
 
 
 def test_inference_command_and_its_real_output_folder(tmp_path):
-    command = cluster.inference_command(model_dir=tmp_path / "w", input_dir=tmp_path / "in", json_path=tmp_path / "p.json",
+    command = step1x.inference_command(model_dir=tmp_path / "w", input_dir=tmp_path / "in", json_path=tmp_path / "p.json",
                                         output_dir=tmp_path / "out", lora=tmp_path / "l.safetensors", offload=True)
     assert command[1] == "inference.py" and "--lora" in command and "--offload" in command
     assert command[command.index("--size_level") + 1] == "1024"
-    assert cluster.inference_output_dir(tmp_path / "out", offload=True) == Path(f"{tmp_path / 'out'}-offload-1024")
+    assert step1x.inference_output_dir(tmp_path / "out", offload=True) == Path(f"{tmp_path / 'out'}-offload-1024")
 
 
 # ------------------------------------------------------------------------------------------ GEdit-Bench
@@ -212,7 +212,7 @@ def _gedit_rows():
 
 def test_gedit_inputs_and_layout(tmp_path):
     rows = _gedit_rows()
-    jobs = cluster.prepare_gedit_edits(rows, tmp_path / "jobs")
+    jobs = gedit.prepare_gedit_edits(rows, tmp_path / "jobs")
     assert set(jobs) == {"en", "cn"}
     assert json.loads(jobs["en"]["json_path"].read_text()) == {"k0.png": "instruction 0", "k2.png": "instruction 2",
                                                                "k3.png": "instruction 3"}
@@ -226,7 +226,7 @@ def test_gedit_inputs_and_layout(tmp_path):
         for name in json.loads(job["json_path"].read_text()):
             _png(99).save(edited[lang] / name)
     (edited["en"] / "k2.png").unlink()
-    summary = cluster.arrange_gedit_results(rows, edited, tmp_path / "results", "mymodel")
+    summary = gedit.arrange_gedit_results(rows, edited, tmp_path / "results", "mymodel")
     assert summary["missing"] == [("en", "k2")] and summary["written"] == 3
     # test_gedit_score.py's paths
     assert (tmp_path / "results/mymodel/fullset/color_alter/cn/k1_SRCIMG.png").exists()
@@ -235,13 +235,13 @@ def test_gedit_inputs_and_layout(tmp_path):
         assert np.array_equal(np.asarray(src), np.asarray(_png(0)))
     bad = dict(rows[0], instruction_language="zh")
     with pytest.raises(RecordError, match="instruction_language"):
-        cluster.gedit_items([bad])
+        gedit.gedit_items([bad])
 
 
 def test_duplicate_gedit_keys_are_refused():
     rows = _gedit_rows()
     with pytest.raises(RecordError, match="duplicate key"):
-        cluster.gedit_items([rows[0], dict(rows[0], task_type="ps_human")])
+        gedit.gedit_items([rows[0], dict(rows[0], task_type="ps_human")])
 
 
 def _judge_reply(request):
@@ -263,11 +263,11 @@ def test_score_gedit_writes_the_official_csvs(tmp_path, monkeypatch):
     rows = _gedit_rows()
     checkout = _fake_checkout(tmp_path / "s1x")
     edited = {lang: tmp_path / f"out-{lang}" for lang in ("en", "cn")}
-    for lang, job in cluster.prepare_gedit_edits(rows, tmp_path / "jobs").items():
+    for lang, job in gedit.prepare_gedit_edits(rows, tmp_path / "jobs").items():
         edited[lang].mkdir()
         for name in json.loads(job["json_path"].read_text()):
             _png(7, size=(8, 8)).save(edited[lang] / name)  # another size: resized to the source's, as the scorer does
-    cluster.arrange_gedit_results(rows, edited, tmp_path / "results", "m")
+    gedit.arrange_gedit_results(rows, edited, tmp_path / "results", "m")
     lock, seen = threading.Lock(), []
 
     def flaky(request):  # the very first request is rate-limited once, then answered
@@ -277,18 +277,18 @@ def test_score_gedit_writes_the_official_csvs(tmp_path, monkeypatch):
         return rate_limited(0) if first else _judge_reply(request)
 
     with FaultServer(default=flaky) as server:
-        judge = cluster.BenchmarkJudge("gpt-4.1", server.url, api_key_env="H4_TEST_KEY", backoff_s=0.01, max_workers=2)
+        judge = bench_judge.BenchmarkJudge("gpt-4.1", server.url, api_key_env="H4_TEST_KEY", backoff_s=0.01, max_workers=2)
         cache = tmp_path / "judge.jsonl"
-        result = cluster.score_gedit(rows, tmp_path / "results", "m", judge=judge, checkout=checkout, cache_path=cache)
+        result = gedit.score_gedit(rows, tmp_path / "results", "m", judge=judge, checkout=checkout, cache_path=cache)
         assert server.count() == 9  # 4 items x (SC, PQ) + 1 retry
-        again = cluster.score_gedit(rows, tmp_path / "results", "m", judge=judge, checkout=checkout, cache_path=cache)
+        again = gedit.score_gedit(rows, tmp_path / "results", "m", judge=judge, checkout=checkout, cache_path=cache)
         assert server.count() == 9  # the rerun was answered from the cache
     assert result["scored"] == 3 and list(result["failures"]) == ["en/ps_human/k3"]
     assert again["scored"] == 3
     out = tmp_path / "results/m/gpt4o/eval_results_new"
     with open(out / "m_color_alter_gpt_score.csv", newline="") as handle:
         lines = list(csv.DictReader(handle))
-    assert list(lines[0]) == list(cluster.GEDIT_CSV_FIELDS)
+    assert list(lines[0]) == list(gedit.GEDIT_CSV_FIELDS)
     assert {(r["instruction_language"], r["sementics_score"], r["quality_score"]) for r in lines} == {("en", "7", "6"),
                                                                                                       ("cn", "7", "6")}
     assert (out / "m_combined_gpt_score.csv").exists() and (out / "m_text_change_gpt_score.csv").exists()
@@ -296,23 +296,23 @@ def test_score_gedit_writes_the_official_csvs(tmp_path, monkeypatch):
 
 def test_gedit_prompts_need_the_checkout(tmp_path):
     with pytest.raises(ClusterRequirementError, match="vie_prompts.py"):
-        cluster.gedit_prompts(tmp_path)
-    prompts = cluster.gedit_prompts(_fake_checkout(tmp_path / "s1x"))
+        gedit.gedit_prompts(tmp_path)
+    prompts = gedit.gedit_prompts(_fake_checkout(tmp_path / "s1x"))
     assert prompts["SC"].startswith("CONTEXT") and "<instruction>" in prompts["SC"] and "PQ-RULE" in prompts["PQ"]
 
 
 def test_viescore_reply_parsing():
-    assert cluster.parse_viescore('||V^=^V|| {"score": [7, 9], "reasoning": "a"} ||V^=^V||') == [7, 9]
-    assert cluster.parse_viescore('Sure: {"score": 4, "reasoning": "x"}') == [4]
-    assert cluster.parse_viescore("[6, 0]") == [6, 0]
-    assert cluster.parse_viescore("no score here") is None
-    assert cluster.parse_viescore('{"score": [12, 3]}') is None
+    assert gedit.parse_viescore('||V^=^V|| {"score": [7, 9], "reasoning": "a"} ||V^=^V||') == [7, 9]
+    assert gedit.parse_viescore('Sure: {"score": 4, "reasoning": "x"}') == [4]
+    assert gedit.parse_viescore("[6, 0]") == [6, 0]
+    assert gedit.parse_viescore("no score here") is None
+    assert gedit.parse_viescore('{"score": [12, 3]}') is None
 
 
 def _write_gedit_csv(folder: Path, model: str, group: str, rows: list[tuple]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / f"{model}_{group}_gpt_score.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=cluster.GEDIT_CSV_FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=gedit.GEDIT_CSV_FIELDS)
         writer.writeheader()
         for sc, pq, lang, inter in rows:
             writer.writerow({"source_image": "s.png", "edited_image": "e.png", "instruction": "i", "sementics_score": sc,
@@ -321,22 +321,22 @@ def _write_gedit_csv(folder: Path, model: str, group: str, rows: list[tuple]) ->
 
 def test_gedit_statistics_by_hand(tmp_path):
     folder = tmp_path / "eval_results_new"
-    for group in cluster.GEDIT_GROUPS:  # every group: SC 4 and 9 with PQ 9 and 4 in English -> O = 6 each
+    for group in gedit.GEDIT_GROUPS:  # every group: SC 4 and 9 with PQ 9 and 4 in English -> O = 6 each
         _write_gedit_csv(folder, "m", group, [(4, 9, "en", True), (9, 4, "en", False), (8, 2, "cn", True)])
     _write_gedit_csv(folder, "m", "color_alter", [(4, 9, "en", True), (9, 4, "en", False), (1, 1, "en", True),
                                                   (8, 2, "cn", True)])
-    en = cluster.gedit_statistics(folder, "m", "en")
+    en = gedit.gedit_statistics(folder, "m", "en")
     assert en.loc["subject-add", "n"] == 2 and en.loc["subject-add", "G_SC"] == 6.5 and en.loc["subject-add", "G_O"] == 6
     assert en.loc["color_alter", "G_O"] == pytest.approx((6 + 6 + 1) / 3)
     assert en.loc["average", "G_O"] == pytest.approx((10 * 6 + 13 / 3) / 11)
     assert en.loc["average", "n"] == 23
-    cn = cluster.gedit_statistics(folder, "m", "cn")
+    cn = gedit.gedit_statistics(folder, "m", "cn")
     assert cn.loc["average", "G_O"] == pytest.approx(4) and cn.loc["average", "G_PQ"] == 2
-    inter = cluster.gedit_statistics(folder, "m", "en", intersection_only=True)
+    inter = gedit.gedit_statistics(folder, "m", "en", intersection_only=True)
     assert inter.loc["subject-add", "G_O"] == 6 and inter.loc["color_alter", "G_SC"] == 2.5
     (folder / "m_tone_transfer_gpt_score.csv").unlink()
     with pytest.raises(RecordError, match="tone_transfer"):
-        cluster.gedit_statistics(folder, "m", "en")
+        gedit.gedit_statistics(folder, "m", "en")
 
 
 # ---------------------------------------------------------------------------------------- ImgEdit-Bench
@@ -344,7 +344,7 @@ def test_gedit_statistics_by_hand(tmp_path):
 def _imgedit_fixture(tmp_path: Path):
     """basic_edit.json (one key per edit type plus a second 'add'), originals under animal/ and style/."""
     basic_edit = {}
-    for i, kind in enumerate(cluster.IMGEDIT_TYPES + ("add",)):
+    for i, kind in enumerate(imgedit.IMGEDIT_TYPES + ("add",)):
         folder = "style" if kind == "style" else "animal"
         basic_edit[str(100 + i)] = {"id": f"{folder}/{i:09d}.jpg", "prompt": f"do {kind} {i}", "edit_type": kind}
         path = tmp_path / "origin" / folder / f"{i:09d}.jpg"
@@ -354,13 +354,13 @@ def _imgedit_fixture(tmp_path: Path):
     checkout = tmp_path / "ImgEdit"
     (checkout / "Benchmark" / "Basic").mkdir(parents=True)
     (checkout / "Benchmark" / "Basic" / "prompts.json").write_text(json.dumps(
-        {kind: f"RATE-{kind}: score 1 to 5. editing instruction is : <edit_prompt>." for kind in cluster.IMGEDIT_TYPES}))
+        {kind: f"RATE-{kind}: score 1 to 5. editing instruction is : <edit_prompt>." for kind in imgedit.IMGEDIT_TYPES}))
     return tmp_path / "basic_edit.json", tmp_path / "origin", checkout
 
 
 def test_imgedit_inputs_layout_and_command(tmp_path):
     basic_edit, origin, checkout = _imgedit_fixture(tmp_path)
-    job = cluster.prepare_imgedit_edits(basic_edit, origin, tmp_path / "job")
+    job = imgedit.prepare_imgedit_edits(basic_edit, origin, tmp_path / "job")
     prompts = json.loads(job["json_path"].read_text())
     assert prompts["100"+".png"] == "do add 0" and len(prompts) == 10
     with Image.open(job["input_dir"] / "100.png") as image, Image.open(origin / "animal/000000000.jpg") as original:
@@ -368,14 +368,14 @@ def test_imgedit_inputs_layout_and_command(tmp_path):
     (tmp_path / "edited").mkdir()
     for name in list(prompts)[:-1]:
         _png(5).save(tmp_path / "edited" / name)
-    summary = cluster.arrange_imgedit_results(basic_edit, tmp_path / "edited", tmp_path / "result")
+    summary = imgedit.arrange_imgedit_results(basic_edit, tmp_path / "edited", tmp_path / "result")
     assert summary == {"written": 9, "missing": ["109"]}
-    command = cluster.imgedit_bench_command(checkout, result_img_folder=tmp_path / "result", edit_json=basic_edit,
+    command = imgedit.imgedit_bench_command(checkout, result_img_folder=tmp_path / "result", edit_json=basic_edit,
                                             origin_img_root=origin, num_processes=4)
     assert command[1].endswith("Benchmark/Basic/basic_bench.py")
     assert "--edit_json" in command and "--basic_edit" not in command  # the script's real argument name
     with pytest.raises(RecordError, match="edit_type"):
-        cluster.imgedit_items({"1": {"id": "a.jpg", "prompt": "p", "edit_type": "hybrid"}})
+        imgedit.imgedit_items({"1": {"id": "a.jpg", "prompt": "p", "edit_type": "hybrid"}})
 
 
 def test_score_imgedit_and_its_two_steps(tmp_path, monkeypatch):
@@ -395,26 +395,26 @@ def test_score_imgedit_and_its_two_steps(tmp_path, monkeypatch):
         return ok(f"Brief reasoning: fine.\nPrompt Compliance: {score}\nVisual Seamlessness: 4\nPhysical & Detail Fidelity: 3")
 
     with FaultServer(default=reply) as server:
-        judge = cluster.BenchmarkJudge("gpt-4.1", server.url, api_key_env="H4_TEST_KEY", backoff_s=0.01)
-        result = cluster.score_imgedit(basic_edit, origin, tmp_path / "result", judge=judge, imgedit_checkout=checkout)
+        judge = bench_judge.BenchmarkJudge("gpt-4.1", server.url, api_key_env="H4_TEST_KEY", backoff_s=0.01)
+        result = imgedit.score_imgedit(basic_edit, origin, tmp_path / "result", judge=judge, imgedit_checkout=checkout)
     assert json.loads((tmp_path / "result" / "result.json").read_text())["100"].startswith("Brief reasoning")
     assert result["scored"] == 9 and list(result["failures"]) == ["107"] and result["missing"] == []
     assert result["average"]["100"] == 3.0 and result["average"]["106"] == 4.0
     assert result["typescore"]["style"] == 4.0 and result["typescore"]["add"] == 3.0 and "compose" not in result["typescore"]
-    assert math.isnan(cluster.imgedit_overall(result["typescore"]))  # an edit type unscored -> no overall
+    assert math.isnan(imgedit.imgedit_overall(result["typescore"]))  # an edit type unscored -> no overall
 
 
 def test_imgedit_steps_by_hand():
     results = {"1": "Brief reasoning: x\nPrompt Compliance: 1\nVisual Seamlessness: 4\nPhysical & Detail Fidelity: 4",
                "2": "Brief reasoning: y\nStyle Fidelity: 1\nContent Preservation: 5\nRendering Quality: 5",
                "3": "Prompt Compliance: 5\nVisual Seamlessness: 5\nPhysical & Detail Fidelity: 4", "4": "no scores"}
-    average = cluster.imgedit_average_scores(results)
+    average = imgedit.imgedit_average_scores(results)
     assert average == {"1": 3.0, "2": 3.67, "3": 4.67}
     meta = {"1": {"id": "a.jpg", "prompt": "p", "edit_type": "adjust"}, "2": {"id": "b.jpg", "prompt": "p", "edit_type": "style"},
             "3": {"id": "c.jpg", "prompt": "p", "edit_type": "adjust"}, "4": {"id": "d.jpg", "prompt": "p", "edit_type": "add"}}
-    assert cluster.imgedit_type_scores(average, meta) == {"adjust": 3.83, "style": 3.67}
-    full = dict(zip(cluster.IMGEDIT_TYPES, [3.88, 3.14, 1.76, 3.40, 2.41, 3.16, 4.63, 2.64, 2.52], strict=True))
-    assert cluster.imgedit_overall(full) == pytest.approx(27.54 / 9)
+    assert imgedit.imgedit_type_scores(average, meta) == {"adjust": 3.83, "style": 3.67}
+    full = dict(zip(imgedit.IMGEDIT_TYPES, [3.88, 3.14, 1.76, 3.40, 2.41, 3.16, 4.63, 2.64, 2.52], strict=True))
+    assert imgedit.imgedit_overall(full) == pytest.approx(27.54 / 9)
 
 
 # ------------------------------------------------------------------------------------------------ table 5
@@ -423,7 +423,7 @@ def test_table5_cells(tmp_path):
     from editcaption.records import LONG_COLUMNS
 
     stats = pd.DataFrame({"n": [4], "G_SC": [7.5], "G_PQ": [6.5], "G_O": [6.9]}, index=["average"])
-    types = {kind: 3.0 for kind in cluster.IMGEDIT_TYPES} | {"style": 4.8}
+    types = {kind: 3.0 for kind in imgedit.IMGEDIT_TYPES} | {"style": 4.8}
     rows = cluster.table5_rows("+ EditCaption (ours)", gedit={"en": stats, "cn": stats}, imgedit=types,
                                data="GEdit-Bench, ImgEdit Basic")
     assert list(rows.columns) == list(LONG_COLUMNS) and set(rows["table"]) == {"table5"}
@@ -434,7 +434,7 @@ def test_table5_cells(tmp_path):
 
 
 def test_table5_path_lists_every_missing_piece_before_starting(monkeypatch, tmp_path):
-    monkeypatch.setattr(cluster, "_cuda_devices", lambda: 0)
+    monkeypatch.setattr(step1x, "_cuda_devices", lambda: 0)
     monkeypatch.delenv("H4_ABSENT_KEY", raising=False)
     with pytest.raises(ClusterRequirementError) as caught:
         cluster.run_table5({"editcaption": tmp_path}, tmp_path / "out", step1x_checkout=None, step1x_model_dir=None,

@@ -148,7 +148,7 @@ def test_captioners_of_missing_stages_are_skipped_with_the_reason(tmp_path):
 
 
 def test_cluster_backend_lists_what_is_missing_before_any_work(tmp_path, monkeypatch):
-    from editcaption.downstream import cluster
+    from editcaption.downstream import step1x
 
     paths = {"step1x_checkout": "", "step1x_model_dir": str(tmp_path / "weights"), "gedit_data": "",
              "imgedit_checkout": "", "imgedit_images": "", "judge_model": "gpt-4.1", "judge_base_url": "",
@@ -157,7 +157,7 @@ def test_cluster_backend_lists_what_is_missing_before_any_work(tmp_path, monkeyp
     with pytest.raises(ValueError, match="cpu, step1x"):
         edit_eval.cluster_settings("diffusion", **paths)
     monkeypatch.delenv("H5_TEST_KEY_NOT_SET", raising=False)
-    with pytest.raises(cluster.ClusterRequirementError) as err:
+    with pytest.raises(step1x.ClusterRequirementError) as err:
         edit_eval.cluster_settings("step1x", **paths)
     message = str(err.value)
     for need in ("Step1X-Edit checkout", "weights folder", "GEdit-Bench", "ImgEdit", "H5_TEST_KEY_NOT_SET"):

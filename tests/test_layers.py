@@ -25,7 +25,6 @@ FLOOR_OF = {name: k for k, (_, names) in enumerate(FLOORS) for name in names}
 # until it is split or listed here with its job.
 LONG_MODULES = {
     "world.synthetic": "the synthetic world: scenes, rendering, edit ops and their texts (to split: issue 17)",
-    "downstream.cluster": "the cluster path of the downstream experiment: Step1X, GEdit, ImgEdit (to split: issue 17)",
     "world.rule_judge": "the rule judge: one instruction read against a pair's recorded changes",
     "annotation": "the human annotation contracts: checklist, sheets, validated append-only imports",
     "eval.human": "the human evaluation: labels, table 2, agreement",

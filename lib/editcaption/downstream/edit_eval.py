@@ -24,7 +24,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from editcaption import paths
 from editcaption.data.construct import parse_edit_types
 from editcaption.data.teacher import SimulatedTeacher
-from editcaption.downstream import cluster, export_instructpix2pix, read_instructpix2pix, read_report
+from editcaption.downstream import cluster, export_instructpix2pix, read_instructpix2pix, read_report, step1x
 from editcaption.downstream.editor import CHANGED_LEVEL, to_array, train_editor
 from editcaption.eval import stats
 from editcaption.eval import summary as instruction_summary
@@ -335,6 +335,6 @@ def cluster_settings(editor_backend: str, *, step1x_checkout: str, step1x_model_
                 "imgedit_checkout": imgedit_checkout, "imgedit_images": imgedit_images}
     missing = cluster.cluster_requirements(**settings, api_key_env=judge_api_key_env)
     if missing:
-        raise cluster.ClusterRequirementError("notebook 07 with editor_backend='step1x'", missing)
+        raise step1x.ClusterRequirementError("notebook 07 with editor_backend='step1x'", missing)
     return {**settings, "judge_model": judge_model, "judge_base_url": judge_base_url or DEFAULT_JUDGE_URL,
             "api_key_env": judge_api_key_env}
