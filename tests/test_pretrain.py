@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from editcaption.world import synthetic as syn
+from editcaption.world import scenes
 from editcaption.models import pretrain as pt
 
 
 @pytest.fixture(scope="module")
 def layout():
-    return syn.make_layout("grid", 96)
+    return scenes.make_layout("grid", 96)
 
 
 def test_position_words_cover_a_3x3_grid_from_the_viewers_side():
@@ -29,13 +29,13 @@ def test_position_words_cover_a_3x3_grid_from_the_viewers_side():
 def test_described_places_after_a_view_change_match_the_rendered_image(layout, view):
     # Circles are symmetric: the viewed image equals the scene redrawn with the described cells (up to the
     # 1 px rounding of where a sprite is pasted), compared as mean colour per 32 px cell.
-    scene = syn.Scene("white", [syn.Obj(0, "circle", "red", pos=(0, 0)), syn.Obj(1, "circle", "blue", pos=(1, 2))])
+    scene = scenes.Scene("white", [scenes.Obj(0, "circle", "red", pos=(0, 0)), scenes.Obj(1, "circle", "blue", pos=(1, 2))])
     viewed = replace_view(scene, view)
     facts = pt.scene_facts(viewed, layout.n)
-    redrawn = syn.Scene("white", [syn.Obj(i, "circle", o["color"], pos=(o["row"], o["col"]))
+    redrawn = scenes.Scene("white", [scenes.Obj(i, "circle", o["color"], pos=(o["row"], o["col"]))
                                   for i, o in enumerate(facts["objects"])])
-    assert cell_means(syn.render(viewed, layout)) == pytest.approx(cell_means(syn.render(redrawn, layout)), abs=4)
-    assert cell_means(syn.render(viewed, layout)) != pytest.approx(cell_means(syn.render(scene, layout)), abs=4)
+    assert cell_means(scenes.render(viewed, layout)) == pytest.approx(cell_means(scenes.render(redrawn, layout)), abs=4)
+    assert cell_means(scenes.render(viewed, layout)) != pytest.approx(cell_means(scenes.render(scene, layout)), abs=4)
 
 
 def cell_means(image) -> list[float]:
@@ -81,7 +81,7 @@ def test_a_mirrored_column_costs_the_column_and_the_place_but_not_the_row(layout
 
 
 def test_differences_state_each_change_of_a_pair_as_a_fact(layout):
-    scene = syn.Scene("white", [syn.Obj(0, "circle", "red", pos=(0, 0)), syn.Obj(1, "star", "blue", "dotted", pos=(1, 2))])
+    scene = scenes.Scene("white", [scenes.Obj(0, "circle", "red", pos=(0, 0)), scenes.Obj(1, "star", "blue", "dotted", pos=(1, 2))])
     moved, recoloured, view = scene.copy(), scene.copy(), (("mirror", "horizontal"))
     moved.objects[0].pos = (1, 1)
     recoloured.objects[1].color, recoloured.background = "green", "navy"
@@ -197,7 +197,7 @@ def test_shipped_base_describes_held_out_images_better_than_chance():
 
 
 def test_compare_evaluation_scores_the_reference_perfectly_and_a_wrong_kind_as_wrong(monkeypatch):
-    layout = syn.make_layout("grid", 96)
+    layout = scenes.make_layout("grid", 96)
     truths = [pt.make_sample(10_000, i, layout, pair_rate=1.0, max_objects=2, compare_rate=1.0)
               for i in range(6)]
     replies = [t["completion"][0]["content"][0]["text"] for t in truths]

@@ -8,6 +8,7 @@ from PIL import Image
 
 from editcaption import records
 from editcaption.world import synthetic
+from editcaption.world import texts
 from editcaption.vocab import BACKGROUNDS, COLORS, SIGN_WORDS
 
 FORBIDDEN = re.compile(r"\b(adjust|process|optimize|modify|appropriate|slightly|a bit|somewhat|that|this|it)\b"
@@ -144,9 +145,9 @@ def test_texts_from_hand_written_changes():
 
     changes = [records.make_change("color", "dress", "color", "grey", "pink"),
                records.make_change("tone", "image", "brightness", "", "darker", "darker", primary=False)]
-    text = synthetic.render_reference_instruction(changes, random.Random(0))
+    text = texts.render_reference_instruction(changes, random.Random(0))
     assert "grey dress" in text and "pink" in text and "darker" in text and not FORBIDDEN.search(text)
-    gt = synthetic.gt_texts(changes)
+    gt = texts.gt_texts(changes)
     assert gt["primary_changes"] == ["The grey dress changes color from grey to pink."]
     assert gt["secondary_changes"] == ["The whole image becomes darker."]
     assert gt["overall"].startswith("The grey dress") and "side effect" in gt["overall"]

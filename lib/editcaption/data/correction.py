@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
-from editcaption.world.synthetic import clause_options
+from editcaption.world.texts import clause_options
 from editcaption.vocab import COLORS, STYLES, TEXTURES
 from editcaption.world.rule_judge import RuleJudge
 

@@ -33,7 +33,8 @@ from editcaption import generation
 from editcaption.records import RecordError
 from editcaption.vocab import COLORS, OPPOSITE, SHAPES
 from editcaption.world.rule_judge import RuleJudge
-from editcaption.world.synthetic import VIEW_OPS, render_reference_instruction
+from editcaption.world.scenes import VIEW_OPS
+from editcaption.world.texts import render_reference_instruction
 
 NAME = "simulated-teacher"
 MODES = ("viewpoint", "orientation", "detail", "secondary", "vague")

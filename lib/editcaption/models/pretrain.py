@@ -40,6 +40,7 @@ from editcaption.models.loading import load_model_and_processor
 from editcaption.models.tiny import build_tiny_model
 from editcaption.vocab import BACKGROUNDS, COLORS, SHAPES, TEXTURES
 from editcaption.world import synthetic as syn
+from editcaption.world import scenes
 
 SINGLE_PROMPT = "Describe the image: background, then every object with its size, colour, texture, shape and place."
 PAIR_PROMPT = ("Describe Image 1 and Image 2: background, then every object with its size, colour, texture, shape and place; "
@@ -76,7 +77,7 @@ def position_words(row: int, col: int, n: int) -> str:
     return " ".join(w for w in (_ROW_WORDS[n][row], _COL_WORDS[n][col]) if w) or "center"
 
 
-def _viewed(obj: syn.Obj, view: tuple, n: int) -> tuple[tuple[int, int], str]:
+def _viewed(obj: scenes.Obj, view: tuple, n: int) -> tuple[tuple[int, int], str]:
     """(cell, arrow direction) of an object after a mirror or rotation of the whole image."""
     (row, col), pointing = obj.pos, obj.pointing
     if not view:
@@ -93,7 +94,7 @@ def _viewed(obj: syn.Obj, view: tuple, n: int) -> tuple[tuple[int, int], str]:
     raise ValueError(f"no description for the view {view!r}")
 
 
-def scene_facts(scene: syn.Scene, n: int) -> dict:
+def scene_facts(scene: scenes.Scene, n: int) -> dict:
     """What an image shows, as the description states it: background and objects in reading order."""
     objects = []
     for obj in scene.objects:
@@ -167,7 +168,7 @@ def change_kinds(differences: str) -> tuple[str, ...]:
                  if words in (objects_only if kind == "recolour" else text))
 
 
-def _pair_target(rng: random.Random, layout: syn.GridLayout, scene: syn.Scene) -> syn.Scene | None:
+def _pair_target(rng: random.Random, layout: scenes.GridLayout, scene: scenes.Scene) -> scenes.Scene | None:
     """The second image of a pair: the scene with one change (None when the change does not fit)."""
     target = scene.copy()
     change = rng.choice(PAIR_CHANGES)
@@ -184,8 +185,8 @@ def _pair_target(rng: random.Random, layout: syn.GridLayout, scene: syn.Scene) -
             return None
         shape = rng.choice(SHAPES)
         color = rng.choice([c for c in COLORS if (shape, c) not in target.identities()])
-        obj = syn.Obj(target.next_uid(), shape, color, rng.choice(TEXTURES),
-                      pointing=rng.choice(syn.DIRECTIONS) if shape == "arrow" else "")
+        obj = scenes.Obj(target.next_uid(), shape, color, rng.choice(TEXTURES),
+                      pointing=rng.choice(scenes.DIRECTIONS) if shape == "arrow" else "")
         if not layout.place(rng, target, obj):
             return None
         target.objects.append(obj)
@@ -202,7 +203,7 @@ def _pair_target(rng: random.Random, layout: syn.GridLayout, scene: syn.Scene) -
     return replace(target, view=(change, rng.choice(directions)))
 
 
-def make_sample(seed: int, index: int, layout: syn.GridLayout, *, pair_rate: float = 0.4,
+def make_sample(seed: int, index: int, layout: scenes.GridLayout, *, pair_rate: float = 0.4,
                 max_objects: int | None = None, compare_rate: float = 0.0) -> dict:
     """Sample `index` of the stream: {images, prompt, completion} (TRL vision rows) plus its `facts`. A share
     `compare_rate` of the pairs asks for the differences alone (`COMPARE_PROMPT`) instead of both descriptions."""
@@ -212,7 +213,7 @@ def make_sample(seed: int, index: int, layout: syn.GridLayout, *, pair_rate: flo
         scene = syn.random_scene(rng, layout, rng.randint(1, top), [], small=False)
         if rng.random() >= pair_rate:
             facts = [scene_facts(scene, layout.n)]
-            images, prompt, text = [syn.render(scene, layout)], SINGLE_PROMPT, describe(facts[0])
+            images, prompt, text = [scenes.render(scene, layout)], SINGLE_PROMPT, describe(facts[0])
             break
         target = _pair_target(rng, layout, scene)
         if target is None:
@@ -220,7 +221,7 @@ def make_sample(seed: int, index: int, layout: syn.GridLayout, *, pair_rate: flo
         facts = [scene_facts(scene, layout.n), scene_facts(target, layout.n)]
         if facts[0] == facts[1]:
             continue  # e.g. a vertical mirror of one row: nothing to describe differently
-        images = [syn.render(scene, layout), syn.render(target, layout)]
+        images = [scenes.render(scene, layout), scenes.render(target, layout)]
         differences = describe_differences(*facts, target.view)
         if compare_rate and rng.random() < compare_rate:
             prompt, text = COMPARE_PROMPT, differences[0].upper() + differences[1:]
@@ -244,7 +245,7 @@ def sample_stream(seed: int, size: int, *, pair_rate: float = 0.4, curriculum_sa
     import datasets
 
     def rows(seed, size, pair_rate, curriculum_samples, cell, compare_rate):
-        layout = syn.make_layout("grid", size, cell)
+        layout = scenes.make_layout("grid", size, cell)
         index = 0
         while True:
             easy = index < curriculum_samples
@@ -354,7 +355,7 @@ def evaluate_descriptions(model, processor, *, n: int = 200, seed: int = 10_000,
     is the exact match of the closing "Differences: ..." clause). With `compare`, pairs asked for the differences
     alone (`COMPARE_PROMPT`): keys `differences` (exact match) and `change_kind` (moves, turns a colour,
     appears, ... named right, see `change_kinds`)."""
-    layout = syn.make_layout("grid", size)
+    layout = scenes.make_layout("grid", size)
     pairs = pairs or compare
     samples = [make_sample(seed, i, layout, pair_rate=1.0 if pairs else 0.0, max_objects=max_objects,
                            compare_rate=1.0 if compare else 0.0) for i in range(n)]
@@ -392,11 +393,11 @@ def vision_feature_spread(model, processor, *, size: int = 96) -> dict[str, floa
     and how far a one-cell shift of the object moves the image's tokens (both 0 for a blind encoder)."""
     import numpy as np
 
-    layout = syn.make_layout("grid", size)
+    layout = scenes.make_layout("grid", size)
     c = layout.n // 2
 
     def image(color: str, pos: tuple[int, int]):
-        return syn.render(syn.Scene("white", [syn.Obj(0, "square", color, pos=pos)]), layout)
+        return scenes.render(scenes.Scene("white", [scenes.Obj(0, "square", color, pos=pos)]), layout)
 
     by_color = _merged_tokens(model, processor, [image(color, (c, c)) for color in COLORS])[:, c * layout.n + c]
     color_spread = np.linalg.norm(by_color.std(0)) / np.linalg.norm(by_color, axis=1).mean()
@@ -424,7 +425,7 @@ def vision_probe(model, processor, *, n: int = 500, size: int = 96, seed: int = 
     rotary positions only, the language model can read a place only from attention patterns."""
     import numpy as np
 
-    layout = syn.make_layout("grid", size)
+    layout = scenes.make_layout("grid", size)
     samples = [make_sample(seed, i, layout, pair_rate=0.0, max_objects=1) for i in range(n)]
     tokens = _merged_tokens(model, processor, [s["images"][0] for s in samples])
     objects = [s["facts"][0]["objects"][0] for s in samples]
