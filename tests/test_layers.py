@@ -24,7 +24,6 @@ FLOOR_OF = {name: k for k, (_, names) in enumerate(FLOORS) for name in names}
 # Modules over ~500 lines, each with the one job its docstring names; a module that grows past the mark fails
 # until it is split or listed here with its job.
 LONG_MODULES = {
-    "world.synthetic": "the synthetic world: scenes, rendering, edit ops and their texts (to split: issue 17)",
     "world.rule_judge": "the rule judge: one instruction read against a pair's recorded changes",
     "annotation": "the human annotation contracts: checklist, sheets, validated append-only imports",
     "eval.human": "the human evaluation: labels, table 2, agreement",

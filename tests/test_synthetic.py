@@ -213,3 +213,23 @@ def test_max_objects_caps_the_source_scene():
     assert max(occupied_cells(img) for img in free["source_image"]) > 1
     with pytest.raises(ValueError, match="max_objects must be >= 0"):
         synthetic.generate_pairs(2, seed=4, size=96, max_objects=-1, progress=False)
+
+
+def test_every_op_has_its_row_of_texts_and_every_field_is_known():
+    """world.texts.TEXTS: one row per op the generator makes (zoom: one per direction), each template filled from
+    `_words`; a change of an unknown op takes the "other" rows."""
+    import string
+
+    from editcaption.world import texts
+    from editcaption.world.synthetic import OPS
+
+    rows = set(texts.TEXTS) - {"zoom in", "zoom out", "other", "other, no before"}
+    assert rows == set(OPS) - {"zoom"}
+    change = {"op": "move", "object": "red star", "attribute": "position", "before": "b2", "after": "b3",
+              "direction": "right", "primary": True}
+    known = set(texts._words(change))
+    for clauses, sentence in texts.TEXTS.values():
+        fields = {f for t in (*clauses, sentence) for _, f, _, _ in string.Formatter().parse(t) if f}
+        assert fields <= known, fields - known
+    assert texts.clause_options(change)[0] == "move the red star to the right"
+    assert texts.clause_options({**change, "op": "warp"}) == ["change the position of the red star from b2 to b3"]

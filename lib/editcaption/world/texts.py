@@ -26,71 +26,84 @@ def _named(color: str, obj: str) -> str:
     return obj if not color or color in obj.split() else f"{color} {obj}"
 
 
+def _words(change: dict) -> dict[str, str]:
+    """The pieces the texts of a change are made of, by name (the `{...}` fields of TEXTS)."""
+    obj, before, after, direction = change["object"], change["before"], change["after"], change["direction"]
+    return {"obj": obj, "attr": change["attribute"], "before": before, "after": after, "direction": direction,
+            "new_thing": _a(_named(after, obj)), "old_thing": _named(before, obj), "an_after": _a(after),
+            "where": f" {_PLACE_WORDS[direction]}" if direction in _PLACE_WORDS else "",
+            "way": _MOVE_WORDS.get(direction, direction), "turn": after if after.isdigit() else "90",
+            "shade": after or direction, "new_look": _a(_STYLE_WORDS.get(after, after)),
+            "old_look": _a(_STYLE_WORDS.get(before, before)), "before_or_unset": before or "unspecified",
+            "after_or_none": after or "none"}
+
+
+# One row per kind of change: the wordings of its imperative clause (lower-case, no final stop; the reference
+# instruction draws one, the simulated corrector takes the one closest to a model's text) and its sentence in
+# the `gt` struct. Zoom has a row per direction; a change of an op not listed takes "other".
+TEXTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "add": (("add {new_thing}{where}", "place {new_thing}{where}", "draw {new_thing}{where}", "put {new_thing}{where}"),
+            "{new_thing} is added{where}"),
+    "remove": (("remove the {old_thing}", "delete the {old_thing}", "erase the {old_thing}"),
+               "the {old_thing} is removed"),
+    "replace": (("replace the {before} with {an_after}", "swap the {before} for {an_after}",
+                 "turn the {before} into {an_after}"),
+                "the {before} is replaced by {an_after}"),
+    "background": (("change the background from {before} to {after}", "make the background {after} instead of {before}",
+                    "recolor the background {after}"),
+                   "the background color changes from {before} to {after}"),
+    "color": (("change the {old_thing} to {after}", "recolor the {old_thing} {after}", "make the {old_thing} {after}",
+               "paint the {old_thing} {after}", "change the color of the {old_thing} from {before} to {after}"),
+              "the {old_thing} changes color from {before} to {after}"),
+    "style": (("convert the whole image to {new_look} style", "give the whole image {new_look} style",
+               "redraw the whole image with {new_look} style"),
+              "the whole image changes from {old_look} style to {new_look} style"),
+    "tone": (("make the whole image {shade}", "render the whole image {shade}", "make the entire image {shade}"),
+             "the whole image becomes {shade}"),
+    "material": (("give the {obj} {an_after} texture", "change the texture of the {obj} from {before} to {after}",
+                  "make the surface of the {obj} {after}"),
+                 "the texture of the {obj} changes from {before} to {after}"),
+    "move": (("move the {obj} {way}", "shift the {obj} {way}", "slide the {obj} {way}"),
+             "the {obj} moves {way}"),
+    "mirror": (("flip the whole image {direction}ly", "mirror the whole image {direction}ly",
+                "apply a {direction} flip to the whole image"),
+               "the whole image is flipped {direction}ly"),
+    "rotate": (("rotate the whole image {turn} degrees {direction}", "turn the whole image {turn} degrees {direction}",
+                "rotate the entire image by {turn} degrees {direction}"),
+               "the whole image is rotated {turn} degrees {direction}"),
+    "zoom in": (("zoom in on the center of the image", "zoom in toward the middle of the scene",
+                 "zoom in so the central part fills the frame"),
+                "the camera zooms in on the center of the scene"),
+    "zoom out": (("zoom out, leaving an empty margin around the scene", "zoom out to show the scene from farther away",
+                  "zoom out so a border of background surrounds the scene"),
+                 "the camera zooms out, leaving a margin around the scene"),
+    "resize": (("make the {obj} {direction}", "draw the {obj} {direction}", "resize the {obj} to be {direction}"),
+               "the {obj} becomes {direction} ({before} to {after})"),
+    "motion": (("turn the {obj} to point {direction}", "make the {obj} point {direction}",
+                "change the direction of the {obj} to point {direction}"),
+               "the {obj} turns from {before} to {after}"),
+    "text": (("change the text on the {obj} from {before} to {after}", "replace the word {before} on the {obj} with {after}",
+              "make the {obj} read {after} instead of {before}"),
+             "the text on the {obj} changes from {before} to {after}"),
+    "other": (("change the {attr} of the {obj} from {before} to {after}",),
+              "the {attr} of the {obj} changes from {before_or_unset} to {after_or_none}"),
+    "other, no before": (("change the {attr} of the {obj} to {after}",),
+                         "the {attr} of the {obj} changes from {before_or_unset} to {after_or_none}"),
+}
+
+
+def _row(change: dict) -> tuple[tuple[str, ...], str]:
+    """The TEXTS row of a change."""
+    op = change["op"]
+    if op == "zoom":
+        return TEXTS["zoom in" if change["direction"] == "in" else "zoom out"]
+    return TEXTS.get(op) or TEXTS["other" if change["before"] else "other, no before"]
+
+
 def clause_options(change: dict) -> list[str]:
-    """Every wording of the imperative clause for a change (lower-case, no final stop), in a fixed order:
-    the reference instruction picks one; the simulated corrector picks the one closest to a model's text."""
-    op, obj, attr = change["op"], change["object"], change["attribute"]
-    before, after, direction = change["before"], change["after"], change["direction"]
-    if op == "add":
-        where = f" {_PLACE_WORDS[direction]}" if direction in _PLACE_WORDS else ""
-        thing = _a(_named(after, obj))
-        options = [f"add {thing}{where}", f"place {thing}{where}", f"draw {thing}{where}",
-                   f"put {thing}{where}"]
-    elif op == "remove":
-        thing = _named(before, obj)
-        options = [f"remove the {thing}", f"delete the {thing}", f"erase the {thing}"]
-    elif op == "replace":
-        options = [f"replace the {before} with {_a(after)}", f"swap the {before} for {_a(after)}",
-                   f"turn the {before} into {_a(after)}"]
-    elif op == "background":
-        options = [f"change the background from {before} to {after}",
-                   f"make the background {after} instead of {before}",
-                   f"recolor the background {after}"]
-    elif op == "color":
-        thing = _named(before, obj)
-        options = [f"change the {thing} to {after}", f"recolor the {thing} {after}", f"make the {thing} {after}",
-                   f"paint the {thing} {after}", f"change the color of the {thing} from {before} to {after}"]
-    elif op == "style":
-        look = _a(_STYLE_WORDS.get(after, after))
-        options = [f"convert the whole image to {look} style", f"give the whole image {look} style",
-                   f"redraw the whole image with {look} style"]
-    elif op == "tone":
-        shade = after or direction
-        options = [f"make the whole image {shade}", f"render the whole image {shade}", f"make the entire image {shade}"]
-    elif op == "material":
-        options = [f"give the {obj} {_a(after)} texture", f"change the texture of the {obj} from {before} to {after}",
-                   f"make the surface of the {obj} {after}"]
-    elif op == "move":
-        way = _MOVE_WORDS.get(direction, direction)
-        options = [f"move the {obj} {way}", f"shift the {obj} {way}", f"slide the {obj} {way}"]
-    elif op == "mirror":
-        options = [f"flip the whole image {direction}ly", f"mirror the whole image {direction}ly",
-                   f"apply a {direction} flip to the whole image"]
-    elif op == "rotate":
-        turn = after if after.isdigit() else "90"
-        options = [f"rotate the whole image {turn} degrees {direction}",
-                   f"turn the whole image {turn} degrees {direction}",
-                   f"rotate the entire image by {turn} degrees {direction}"]
-    elif op == "zoom" and direction == "in":
-        options = ["zoom in on the center of the image", "zoom in toward the middle of the scene",
-                   "zoom in so the central part fills the frame"]
-    elif op == "zoom":
-        options = ["zoom out, leaving an empty margin around the scene", "zoom out to show the scene from farther away",
-                   "zoom out so a border of background surrounds the scene"]
-    elif op == "resize":
-        options = [f"make the {obj} {direction}", f"draw the {obj} {direction}", f"resize the {obj} to be {direction}"]
-    elif op == "motion":
-        options = [f"turn the {obj} to point {direction}", f"make the {obj} point {direction}",
-                   f"change the direction of the {obj} to point {direction}"]
-    elif op == "text":
-        options = [f"change the text on the {obj} from {before} to {after}",
-                   f"replace the word {before} on the {obj} with {after}",
-                   f"make the {obj} read {after} instead of {before}"]
-    elif before:
-        options = [f"change the {attr} of the {obj} from {before} to {after}"]
-    else:
-        options = [f"change the {attr} of the {obj} to {after}"]
-    return options
+    """Every wording of the imperative clause for a change, in the fixed order of its TEXTS row."""
+    words = _words(change)
+    return [template.format(**words) for template in _row(change)[0]]
 
 
 def _clause(change: dict, rng: random.Random) -> str:
@@ -127,42 +140,8 @@ def _capitalised(text: str) -> str:
 
 
 def _gt_sentence(change: dict) -> str:
-    op, obj = change["op"], change["object"]
-    before, after, direction = change["before"], change["after"], change["direction"]
-    if op == "add":
-        where = f" {_PLACE_WORDS[direction]}" if direction in _PLACE_WORDS else ""
-        return f"{_a(_named(after, obj))} is added{where}"
-    if op == "remove":
-        return f"the {_named(before, obj)} is removed"
-    if op == "replace":
-        return f"the {before} is replaced by {_a(after)}"
-    if op == "background":
-        return f"the background color changes from {before} to {after}"
-    if op == "color":
-        return f"the {_named(before, obj)} changes color from {before} to {after}"
-    if op == "style":
-        return (f"the whole image changes from {_a(_STYLE_WORDS.get(before, before))} style to "
-                f"{_a(_STYLE_WORDS.get(after, after))} style")
-    if op == "tone":
-        return f"the whole image becomes {after or direction}"
-    if op == "material":
-        return f"the texture of the {obj} changes from {before} to {after}"
-    if op == "move":
-        return f"the {obj} moves {_MOVE_WORDS.get(direction, direction)}"
-    if op == "mirror":
-        return f"the whole image is flipped {direction}ly"
-    if op == "rotate":
-        return f"the whole image is rotated {after if after.isdigit() else 90} degrees {direction}"
-    if op == "zoom":
-        return ("the camera zooms in on the center of the scene" if direction == "in"
-                else "the camera zooms out, leaving a margin around the scene")
-    if op == "resize":
-        return f"the {obj} becomes {direction} ({before} to {after})"
-    if op == "motion":
-        return f"the {obj} turns from {before} to {after}"
-    if op == "text":
-        return f"the text on the {obj} changes from {before} to {after}"
-    return f"the {change['attribute']} of the {obj} changes from {before or 'unspecified'} to {after or 'none'}"
+    """The change's sentence in the `gt` struct (its TEXTS row)."""
+    return _row(change)[1].format(**_words(change))
 
 
 def gt_texts(changes: list[dict]) -> dict:
