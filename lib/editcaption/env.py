@@ -8,7 +8,7 @@ import platform
 import random
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from editcaption import paths
 
@@ -104,3 +104,21 @@ def show_markdown(text: str):
         return text
     display(Markdown(text))
     return text
+
+
+def show_tables(files: Mapping[str, Mapping[str, Path]], order: Sequence[str] | None = None) -> None:
+    """Render each table's Markdown file ({name: {"md": path, ...}}, in `order` when given)."""
+    for name in order or list(files):
+        show_markdown(Path(files[name]["md"]).read_text(encoding="utf-8"))
+
+
+def show_figures(files: Mapping[str, Sequence[Path]]) -> None:
+    """Each figure's name, then its first file (the PNG) shown inline (the path printed outside a notebook)."""
+    for name, paths_ in files.items():
+        print(name)
+        try:
+            from IPython.display import Image, display
+        except ImportError:
+            print(paths_[0])
+            continue
+        display(Image(filename=str(paths_[0])))

@@ -3,6 +3,7 @@ the rate of each failure mode, the P0 rate, and per-op accuracy."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -99,3 +100,44 @@ def evaluate_checkpoint(model_path, pairs, *, batch_size: int = 16, max_new_toke
     backend = TransformersBackend(str(model_path), batch_size=batch_size, max_new_tokens=max_new_tokens)
     texts = backend.generate(pairs, cache_path=cache_path)
     return texts, score_instructions(pairs, texts, judge=judge)
+
+
+@dataclass
+class Comparison:
+    """Two checkpoints on the same pairs (notebook 02: base, then SFT): their texts, per-pair scores, summaries,
+    the paired test of the second's composite against the first's, left/right and up/down swaps, the table."""
+
+    texts: dict[str, list[str]]
+    scores: dict[str, pd.DataFrame]
+    results: dict[str, dict]
+    gain: dict
+    swaps: dict[str, dict]
+    table: pd.DataFrame
+
+    def report(self) -> None:
+        """The gain with its interval and test, and each model's left/right swap rate, printed."""
+        g = self.gain
+        print(f"S gain of {list(self.results)[1]} over {list(self.results)[0]}: {g['diff']:+.3f} "
+              f"[{g['low']:+.3f}, {g['high']:+.3f}], p = {g['p_value']:.4f} ({g['test']})")
+        print("left/right swap rate:", {k: v["left_right"]["swap_rate"] for k, v in self.swaps.items()})
+
+
+def compare_checkpoints(models: dict[str, str], pairs, *, batch_size: int = 16, max_new_tokens: int = 48,
+                        seed: int = 0) -> Comparison:
+    """`evaluate_checkpoint` for each of the two models (name -> checkpoint), then the comparison."""
+    (first, first_path), (second, second_path) = models.items()
+    texts, scores = {}, {}
+    for name, path in ((first, first_path), (second, second_path)):
+        texts[name], scores[name] = evaluate_checkpoint(path, pairs, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    results = {name: summarize(scores[name], seed=seed) for name in (first, second)}
+    gain = stats.paired_test(scores[first]["composite"], scores[second]["composite"], seed=seed)
+    swaps = {name: direction_swaps(pairs, texts[name]) for name in (first, second)}
+    return Comparison(texts, scores, results, gain, swaps, comparison_table(results))
+
+
+def sft_stage_metrics(train_metrics: dict, train_seconds: float, comparison: Comparison, sft_model) -> dict:
+    """What notebook 02 writes to metrics.json: the trainer's metrics (without the log history), the wall time,
+    base and SFT summaries, the gain and the direction swaps, the SFT model's folder."""
+    return {"train": {k: v for k, v in train_metrics.items() if k != "log_history"},
+            "train_wall_seconds": train_seconds, "base": comparison.results["base"], "sft": comparison.results["SFT"],
+            "sft_gain": comparison.gain, "direction_swaps": comparison.swaps, "sft_model": str(sft_model)}

@@ -6,6 +6,7 @@ import math
 import re
 from importlib import resources
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import pandas as pd
 
@@ -430,3 +431,14 @@ def missing_stages(run_dir: str | Path) -> list[str]:
     run_dir = Path(run_dir)
     needed = [f"{s}/{n}" for s, n in STAGE_FILES.values()] + [f"{nb}.ipynb" for nb, _ in HYPERPARAMETERS.values()]
     return [f for f in needed if not (run_dir / f).exists()]
+
+
+def stage_metrics(stage_dir: str | Path, *, paper_scale: str, paper_files: Mapping, comparison_files: Mapping,
+                  figure_files: Mapping, missing: Sequence[str], published: pd.DataFrame) -> dict:
+    """What notebook 08 writes to metrics.json: the files it wrote (relative to its folder), what the run lacked,
+    and how many published rows it transcribes."""
+    stage_dir = Path(stage_dir)
+    tables_written = [p for files in [*paper_files.values(), *comparison_files.values()] for p in files.values()]
+    return {"paper_scale": paper_scale, "tables": sorted(str(p.relative_to(stage_dir)) for p in tables_written),
+            "figures": sorted(str(p.relative_to(stage_dir)) for files in figure_files.values() for p in files),
+            "missing_stages": list(missing), "paper_rows": len(published)}
