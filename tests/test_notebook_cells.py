@@ -17,8 +17,8 @@ TO_CONVERT = {  # notebook -> ids of the cells that still hold logic or run long
     "00_tiny_world_pretraining": set(),  # converted
     "01_dataset_construction": {'29a6ded5', '55bcdc5c', '5aeb06c2', 'a3051fd3', 'fe80bd84'},  # 5 cells
     "02_sft": set(),  # converted
-    "03_preference_data": {'87aaffe3', '9e20a0f1', 'e1122c04'},  # 3 cells
-    "04_hae_dpo": {'ce30ec91', 'efcf2d74', 'f7b00be7'},  # 3 cells
+    "03_preference_data": set(),  # converted
+    "04_hae_dpo": {'ce30ec91'},  # 1 cell (the training parameters, with issue 17's item 2)
     "05_automatic_evaluation": {'0f1dc065', '1270ec09', '59517bcd', '5a5c8de1', 'c05fc0c4', 'd6f048db'},  # 6 cells
     "06_human_evaluation": {'1b4e5b7f', '4d7f16a1', '8743ec67', '955bc03f', 'ac758b9a', 'dd8c158f', 'ec3de99f'},  # 7 cells
     "07_downstream_editing": {'16feb6f1', '3c6de19e', '7621bf1e', '9160a838', 'a081ea8e', 'e76ce9f0'},  # 6 cells

@@ -458,3 +458,31 @@ def funnel(pairs: datasets.Dataset, filtered: FilterResult, refinement: Refineme
             "scored": sum(s.ok for s in filtered.scored), "kept by filter": len(filtered.kept),
             "refined": len(refinement.instructions), "SFT train": len(sft["train"]),
             "SFT validation": len(sft["validation"])}
+
+
+# ------------------------------------------------------------------------------------- notebook 01's record
+
+def caption_counts(captioning: dict) -> dict:
+    """The captioning summary's counts: backend, model, pairs, cached, captioned, failed."""
+    return {key: captioning[key] for key in ("backend", "model", "n", "n_cached", "n_ok", "n_failed")}
+
+
+def filter_counts(filtered: FilterResult) -> dict:
+    """The filter's summary without the score distributions."""
+    return {key: value for key, value in filtered.summary().items() if not key.startswith("scores_")}
+
+
+def p0_shares(stages: dict) -> dict:
+    """Stage -> the share of its instructions with a P0 error (`failure_modes_by_stage`)."""
+    return {stage: summary["p0_share"] for stage, summary in stages.items()}
+
+
+def stage_metrics(*, summary: dict, pairs_source: str, world, caption_backend: str, captioning: dict, scorer: str,
+                  counts: dict, filtered: FilterResult, refined, check: dict, stages: dict, sft, test_pairs,
+                  subsets: dict) -> dict:
+    """What notebook 01 writes to metrics.json: the pairs' distribution and world, each step's summary, the funnel."""
+    return {**summary, "pairs_source": pairs_source, **world.pair_options, "edit_types": world.edit_types or "all",
+            "caption_backend": caption_backend, "captioning": captioning, "scorer": scorer, "funnel": counts,
+            "filter": filtered.summary(), "refinement": refined.summary(), "teacher": check, "failure_modes": stages,
+            "p0_share": p0_shares(stages), "n_sft_train": len(sft["train"]), "n_sft_validation": len(sft["validation"]),
+            "n_test_pairs": len(test_pairs), "targeted": subsets}

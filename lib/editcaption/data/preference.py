@@ -377,3 +377,32 @@ def upstream_splits(run_name: str, output_root: str | Path = "outputs") -> dict[
     for folder in sorted(p for p in targeted.glob("*/*") if p.is_dir()):
         splits[f"targeted {folder.parent.name} {folder.name}"] = records.load_pairs(folder)
     return splits
+
+
+# ------------------------------------------------------------------------------------- notebook 03's record
+
+def rejected_source_model(rejected_source: str, sft_model_path: str, run_name: str,
+                          output_root: str | Path = "outputs") -> str:
+    """The SFT checkpoint that writes the candidates when `rejected_source` is "sft-model"; "" for the teacher."""
+    return paths.sft_model(sft_model_path, run_name, output_root) if rejected_source == "sft-model" else ""
+
+
+def distance_overview(distances: dict) -> dict:
+    """What notebook 03 shows of `distance_summary`: chosen answers per source, the overall and per-mode distances."""
+    return {key: distances[key] for key in ("chosen_sources", "all", "by_mode")}
+
+
+def stage_metrics(*, rejected_source: str, sft_model: str, generation: dict, mined, pass_rates: pd.DataFrame,
+                  headroom: dict, tagging, pairs, n_left_out: int, corrections, balanced, preferences, distances: dict,
+                  counts: pd.DataFrame, preference_dir) -> dict:
+    """What notebook 03 writes to metrics.json: each step's summary, the row counts along the way, the mix."""
+    return {"rejected_source": rejected_source, "sft_model": sft_model, "generation": generation,
+            "mining": mined.summary(), "pass_rates": pass_rates.to_dict(orient="index"), "headroom": headroom,
+            "tagging": tagging.summary(),
+            "counts": {"candidate_pairs": len(pairs), "pool_left_out": n_left_out, "rejected": len(tagging.rejected),
+                       "corrected": len(corrections.rows), "balanced": len(balanced.selected),
+                       "preference_rows": len(preferences)},
+            "correction": corrections.summary(), "chosen": distances, "balance": balanced.summary(),
+            "achieved_mix": balanced.achieved_mix(), "shortfall": balanced.shortfall,
+            "severity_counts": counts.sum(axis=0).to_dict(), "mode_severity_counts": counts.to_dict(orient="index"),
+            "preference_data_path": str(preference_dir)}

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import datasets
 import pandas as pd
 
+from editcaption import paths
 from editcaption.eval import targeted
 from editcaption.train import launch
 from editcaption.train.hae_dpo import VARIANTS
@@ -228,3 +229,28 @@ def histories(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, list[dict]]:
 def run_seeds(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[str, int]]:
     """Run label -> (variant, seed), as `targeted.seeded_rates` takes them."""
     return {label: (run["variant"], run["seed"]) for label, run in runs.items()}
+
+
+def stage_inputs(run_name: str, output_root: str | Path, *, sft_model_path: str, preference_data_path: str,
+                 targeted_validation_path: str, dpo_variants: str, dpo_seeds: str, seed: int):
+    """Notebook 04's inputs, each from its path parameter or from what notebooks 01-03 recorded for the run:
+    (SFT model, preference set folder, targeted validation subsets, variants, seeds), printed in one line."""
+    sft_model = paths.sft_model(sft_model_path, run_name, output_root)
+    preference_dir = paths.upstream(preference_data_path, run_name, "03_preference_data", "preferences", output_root)
+    validation = targeted.load_subsets(paths.upstream(targeted_validation_path, run_name, "01_dataset_construction",
+                                                      "targeted/validation", output_root))
+    variants, seeds = parse_variants(dpo_variants), parse_seeds(dpo_seeds, seed)
+    print(f"SFT model {sft_model}; preferences {preference_dir}; variants {variants} x seeds {seeds}; "
+          f"validation subsets {({m: len(p) for m, p in validation.items()})}")
+    return sft_model, preference_dir, validation, variants, seeds
+
+
+def validation_results(runs: Mapping[str, Mapping[str, Any]], sft_model: str, validation, generations_dir, *,
+                       batch_size: int, max_new_tokens: int, seed: int):
+    """The SFT model and each variant's first-seed run on the targeted validation subsets: (per-model scores with
+    the pooled subset, error rates with CIs, paired comparisons of each model pair)."""
+    models = first_seed_models(runs, sft_model)
+    scores = targeted.with_pooled(targeted.score_models(models, validation, generations_dir, batch_size=batch_size,
+                                                        max_new_tokens=max_new_tokens))
+    rates = targeted.error_rates(scores, seed=seed)
+    return scores, rates, targeted.paired_comparisons(scores, targeted.comparisons_for(list(models)), seed=seed)
