@@ -15,7 +15,7 @@ LOGIC = (ast.For, ast.AsyncFor, ast.While, ast.If, ast.IfExp, ast.FunctionDef, a
 
 TO_CONVERT = {  # notebook -> ids of the cells that still hold logic or run long
     "00_tiny_world_pretraining": set(),  # converted
-    "01_dataset_construction": {'29a6ded5', '55bcdc5c', '5aeb06c2', 'a3051fd3', 'fe80bd84'},  # 5 cells
+    "01_dataset_construction": set(),  # converted
     "02_sft": set(),  # converted
     "03_preference_data": set(),  # converted
     "04_hae_dpo": {'ce30ec91'},  # 1 cell (the training parameters, with issue 17's item 2)
