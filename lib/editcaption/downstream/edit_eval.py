@@ -338,3 +338,15 @@ def cluster_settings(editor_backend: str, *, step1x_checkout: str, step1x_model_
         raise step1x.ClusterRequirementError("notebook 07 with editor_backend='step1x'", missing)
     return {**settings, "judge_model": judge_model, "judge_base_url": judge_base_url or DEFAULT_JUDGE_URL,
             "api_key_env": judge_api_key_env}
+
+
+def paired_vs_reference(scores: Mapping[str, pd.DataFrame], labels: Mapping[str, str], *, seed: int = 0):
+    """(reference captioner, `paired_differences` of every captioner's editor against it): the base captioner's
+    editor when it ran, else the first; the identity baseline is left out."""
+    reference = labels.get("base") or next(iter(labels.values()))
+    return reference, paired_differences({name: scores[name] for name in labels.values()}, reference, seed=seed)
+
+
+def editor_histories(results: Mapping[str, Mapping]) -> dict[str, list]:
+    """Captioner label -> its editor's training loss history."""
+    return {r["label"]: r["editor"].history for r in results.values()}
