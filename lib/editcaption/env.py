@@ -114,11 +114,13 @@ def show_tables(files: Mapping[str, Mapping[str, Path]], order: Sequence[str] | 
 
 def show_figures(files: Mapping[str, Sequence[Path]]) -> None:
     """Each figure's name, then its first file (the PNG) shown inline (the path printed outside a notebook)."""
-    for name, paths_ in files.items():
+    try:
+        from IPython.display import Image, display
+    except ImportError:  # plain Python: the paths
+        Image = display = None
+    for name, figure_paths in files.items():
         print(name)
-        try:
-            from IPython.display import Image, display
-        except ImportError:
-            print(paths_[0])
-            continue
-        display(Image(filename=str(paths_[0])))
+        if display is None:
+            print(figure_paths[0])
+        else:
+            display(Image(filename=str(figure_paths[0])))

@@ -59,13 +59,28 @@ def dpo_runs(run_name: str, output_root: str | Path = "outputs") -> dict[str, di
     """The runs notebook 04 recorded in its metrics.json (label -> variant, seed, dir, model, ...); {} before it
     has run. A run's folder is where it was trained: plain DPO's first seed may be the budget sweep's run."""
     metrics = stage_dir(run_name, "04_hae_dpo", output_root) / "metrics.json"
-    return json.loads(metrics.read_text(encoding="utf-8")).get("runs", {}) if metrics.exists() else {}
+    if not metrics.exists():
+        return {}
+    try:
+        return json.loads(metrics.read_text(encoding="utf-8")).get("runs", {})
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{metrics}: not valid JSON ({err}); rerun notebook 04 for run '{run_name}'") from None
 
 
 def dpo_models(run_name: str, output_root: str | Path = "outputs") -> dict[str, str]:
     """Variant -> the model of notebook 04's first-seed run of it (its label is the variant's name)."""
     return {run["variant"]: run["model"] for label, run in dpo_runs(run_name, output_root).items()
             if label == run["variant"]}
+
+
+def dpo_model(variant: str, run_name: str, output_root: str | Path = "outputs") -> str:
+    """The model of notebook 04's first-seed run of `variant`; an error naming 04's metrics.json when there is none."""
+    models = dpo_models(run_name, output_root)
+    if variant not in models:
+        metrics = stage_dir(run_name, "04_hae_dpo", output_root) / "metrics.json"
+        raise FileNotFoundError(f"{metrics}: notebook 04 recorded no first-seed run of {variant!r} "
+                                f"(its runs: {sorted(models) or 'none'}); run notebook 04 for run '{run_name}'")
+    return models[variant]
 
 
 # "owner/name" as the hub spells a repository id.

@@ -195,7 +195,7 @@ def _notebook_04_model(run_name: str, output_root, variant: str) -> tuple[str, s
         pooled = {r["model"]: r["rate"] for r in metrics.get("validation_rates", [])
                   if r["subset"] == "all" and r["measure"] == "p0" and r["model"] in trained}
         variant = min(trained, key=lambda v: pooled.get(v, float("inf")))
-    return paths.dpo_models(run_name, output_root)[variant], variant
+    return paths.dpo_model(variant, run_name, output_root), variant
 
 
 def resolve_captioners(names: str, *, run_name: str, output_root="outputs", model_name_or_path: str = "",

@@ -114,13 +114,12 @@ def our_models(sources: list[str], run_name: str, output_root: str = "outputs", 
         dpo_stage = paths.stage_dir(run_name, "04_hae_dpo", output_root)
         metrics_file = dpo_stage / "metrics.json"
         trained = json.loads(metrics_file.read_text())["variants"] if metrics_file.exists() else []
-        recorded = paths.dpo_models(run_name, output_root)
         for variant in variants:
             if variant not in trained:
                 unavailable[variant] = (f"notebook 04 did not train it (trained: {trained})" if metrics_file.exists()
                                         else f"{metrics_file} not found: notebook 04 has not run for run '{run_name}'")
                 continue
-            models[variant] = recorded[variant]
+            models[variant] = paths.dpo_model(variant, run_name, output_root)
     return {s: models[s] for s in OUR_SOURCES if s in models}, unavailable
 
 

@@ -125,13 +125,13 @@ class Comparison:
 def compare_checkpoints(models: dict[str, str], pairs, *, batch_size: int = 16, max_new_tokens: int = 48,
                         seed: int = 0) -> Comparison:
     """`evaluate_checkpoint` for each of the two models (name -> checkpoint), then the comparison."""
-    (first, first_path), (second, second_path) = models.items()
+    first, second = models  # two names, in order
     texts, scores = {}, {}
-    for name, path in ((first, first_path), (second, second_path)):
+    for name, path in models.items():
         texts[name], scores[name] = evaluate_checkpoint(path, pairs, batch_size=batch_size, max_new_tokens=max_new_tokens)
-    results = {name: summarize(scores[name], seed=seed) for name in (first, second)}
+    results = {name: summarize(scores[name], seed=seed) for name in models}
     gain = stats.paired_test(scores[first]["composite"], scores[second]["composite"], seed=seed)
-    swaps = {name: direction_swaps(pairs, texts[name]) for name in (first, second)}
+    swaps = {name: direction_swaps(pairs, texts[name]) for name in models}
     return Comparison(texts, scores, results, gain, swaps, comparison_table(results))
 
 
