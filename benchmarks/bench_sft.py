@@ -11,8 +11,8 @@ import datasets
 
 from editcaption.world.synthetic import generate_pairs
 from editcaption.models import build_tiny_model
-from editcaption.train.sft import PREFIX, SFT_KEYS, train_sft
-from editcaption.train.common import load_training_params
+from editcaption.train.recipe import build_stage_args
+from editcaption.train.sft import train_sft
 
 datasets.disable_progress_bars()
 
@@ -27,12 +27,13 @@ def run(presets: tuple[str, ...] = PRESETS, steps: int = STEPS, batch: int = BAT
         generate_pairs(N_PAIRS, seed=0, size=SIZE, progress=False).save_to_disk(str(data))
         for preset in presets:
             model_dir = build_tiny_model(preset, Path(tmp) / preset)
-            params = load_training_params({
-                "model_name_or_path": str(model_dir), "sft_data_path": str(data), "output_dir": f"{tmp}/{preset}-out",
+            args, model_args = build_stage_args("sft", {
+                "model_name_or_path": str(model_dir), "dataset_path": str(data), "output_dir": f"{tmp}/{preset}-out",
                 "max_steps": steps, "per_device_train_batch_size": batch, "learning_rate": 1e-4,
-                "logging_steps": steps, "save_steps": steps + 1, "warmup_ratio": 0.0,
-            }, spec=SFT_KEYS, prefix=PREFIX)
-            m = train_sft(params)
+                "logging_steps": steps, "save_steps": steps + 1, "warmup_steps": 0.0, "bf16": False,
+                "activation_checkpointing": False,
+            })
+            m = train_sft(args, model_args)
             r = {"steps": m["global_step"], "batch": batch, "runtime_s": m["train_runtime"],
                  "s_per_step": m["train_runtime"] / m["global_step"],
                  "samples_per_s": m["train_samples_per_second"], "tokens_per_s": m["train_tokens_per_second"],

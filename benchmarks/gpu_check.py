@@ -214,10 +214,10 @@ def measure_dpo_ratio(args, model_dir: Path, tmp: Path) -> dict:
 
 
 def zero3_params(model_dir: Path, pairs_dir: Path, out: Path, batch: int) -> dict:
-    """The SFT stage profile of the launched ZeRO-3 step: one optimizer step of `batch` samples."""
-    return {"model_name_or_path": str(model_dir), "sft_data_path": str(pairs_dir), "output_dir": str(out),
+    """The SFT recipe of the launched ZeRO-3 step: one optimizer step of `batch` samples."""
+    return {"model_name_or_path": str(model_dir), "dataset_path": str(pairs_dir), "output_dir": str(out),
             "max_steps": 1, "per_device_train_batch_size": batch, "global_batch_size": batch, "bf16": CUDA,
-            "save_steps": 10, "logging_steps": 1, "report_to": "none"}
+            "activation_checkpointing": False, "save_steps": 10, "logging_steps": 1, "report_to": "none"}
 
 
 def measure_zero3(args, model_dir: Path, pairs_dir: Path, tmp: Path) -> dict:

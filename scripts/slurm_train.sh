@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Multi-node training on Slurm: one `accelerate launch` per node, each starting one process per GPU.
 #
-#   sbatch --nodes=4 scripts/slurm_train.sh PROFILE [STAGE] [--key value ...]
+#   sbatch --nodes=4 scripts/slurm_train.sh RECIPE [STAGE] [--field value ...]
 #
-# PROFILE: params/<name>.yaml or a path. STAGE: the module editcaption.train.STAGE (default sft).
-# The accelerate config comes from the profile key `<prefix>_accelerate_config` (sft_, dpo_ for hae_dpo), else `accelerate_config`,
-# else params/accelerate/zero3.yaml (the paper's setting: ZeRO-3, bf16). Extra `--key value` pairs are
-# passed to the training module as overrides. DRY_RUN=1 prints the command instead of running it.
+# RECIPE: a recipe file (params/recipes/paper/sft.yaml, .../dpo.yaml: trainer fields, see editcaption.train.configs).
+# STAGE: the module editcaption.train.STAGE (default sft; hae_dpo for the DPO stage). Extra `--field value` pairs
+# override the recipe's fields, e.g. --model_name_or_path, --dataset_path and --output_dir, which a notebook sets.
+# The accelerate config is $ACCELERATE_CONFIG, else params/accelerate/zero3.yaml (the paper's setting: ZeRO-3, bf16).
+# DRY_RUN=1 prints the command instead of running it.
 # Run from the repository root (the accelerate configs name their DeepSpeed JSON relative to it).
 #SBATCH --job-name=editcaption-train
 #SBATCH --nodes=4
@@ -17,25 +18,13 @@
 #SBATCH --output=slurm-%x-%j.out
 set -euo pipefail
 
-PROFILE=${1:?usage: slurm_train.sh PROFILE [STAGE] [--key value ...]}
+RECIPE=${1:?usage: slurm_train.sh RECIPE [STAGE] [--field value ...]}
 shift
 STAGE=sft
 if [[ $# -gt 0 && $1 != --* ]]; then STAGE=$1; shift; fi
-PYTHON=${PYTHON:-python}
-
-case "$PROFILE" in
-  *.yaml|*.yml) PROFILE_PATH=$PROFILE ;;
-  *) PROFILE_PATH=params/$PROFILE.yaml ;;
-esac
-[[ -f $PROFILE_PATH ]] || { echo "profile $PROFILE_PATH not found" >&2; exit 2; }
-
-ACCELERATE_CONFIG=$("$PYTHON" -c '
-import sys, yaml
-values = yaml.safe_load(open(sys.argv[1], encoding="utf-8")) or {}
-prefix = {"hae_dpo": "dpo"}.get(sys.argv[2], sys.argv[2])  # the profile-key prefix of the stage
-print(values.get(prefix + "_accelerate_config") or values.get("accelerate_config") or "params/accelerate/zero3.yaml")
-' "$PROFILE_PATH" "$STAGE")
-[[ -f $ACCELERATE_CONFIG ]] || { echo "accelerate config $ACCELERATE_CONFIG (from $PROFILE_PATH) not found" >&2; exit 2; }
+[[ -f $RECIPE ]] || { echo "recipe $RECIPE not found (recipes: params/recipes/<name>/sft.yaml, dpo.yaml)" >&2; exit 2; }
+ACCELERATE_CONFIG=${ACCELERATE_CONFIG:-params/accelerate/zero3.yaml}
+[[ -f $ACCELERATE_CONFIG ]] || { echo "accelerate config $ACCELERATE_CONFIG not found" >&2; exit 2; }
 
 NUM_MACHINES=${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-1}}
 GPUS_PER_NODE=${SLURM_GPUS_ON_NODE:-$(nvidia-smi -L 2>/dev/null | wc -l)}
@@ -54,7 +43,7 @@ LAUNCH=(accelerate launch
   --rdzv_backend static
   --same_network
   -m "editcaption.train.$STAGE"
-  --profile "$PROFILE_PATH" "$@")
+  --config "$RECIPE" "$@")
 COMMAND=$(printf '%q ' "${LAUNCH[@]}")
 COMMAND=${COMMAND//\\\$SLURM_NODEID/\$SLURM_NODEID}
 

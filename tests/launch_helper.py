@@ -7,14 +7,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def launch_zero3_cpu(module: str, profile: Path, out: Path) -> tuple[subprocess.CompletedProcess, float]:
-    """`accelerate launch` of `python -m module --profile P --output_dir OUT` with the small-bucket ZeRO-3 CPU config;
+def launch_zero3_cpu(module: str, recipe: Path, out: Path) -> tuple[subprocess.CompletedProcess, float]:
+    """`accelerate launch` of `python -m module --config RECIPE --output_dir OUT` with the small-bucket ZeRO-3 CPU config;
     returns the finished process and its wall seconds."""
     accelerate = Path(sys.executable).with_name("accelerate")
     start = time.perf_counter()
     run = subprocess.run(
         [str(accelerate), "launch", "--config_file", "params/accelerate/zero3_cpu_test.yaml", "--num_processes", "2",
-         "-m", module, "--profile", str(profile), "--output_dir", str(out)],
+         "-m", module, "--config", str(recipe), "--output_dir", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     return run, time.perf_counter() - start

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 EXPECTED = Path(__file__).with_name("smoke_expected.json")
-SWEEP = {"dpo_sweep_learning_rates": "1.0e-4,2.0e-4", "dpo_seeds": "0,1"}  # what the shared smoke run adds
+SWEEP = {"sweep_learning_rates": "1.0e-4,2.0e-4", "train_seeds": "0,1"}  # what the shared smoke run adds
 TOLERANCE = {"count": (0.0, 0.0), "decoded": (0.0, 1e-9), "training": (1e-5, 0.0), "pixel": (5e-4, 0.0)}  # rel, abs
 
 _ALL_P0 = {"subset": "all", "measure": "p0"}

@@ -92,31 +92,29 @@ def test_notebooks_are_committed_without_outputs():
         assert not any(c.get("outputs") or c.get("execution_count") for c in cells if c["cell_type"] == "code"), nb.name
 
 
-# Keys a training notebook sets itself from its upstream stages, whatever the profile says.
-SET_BY_NOTEBOOK = {"02_sft": {"model_name_or_path", "sft_data_path", "output_dir"},
-                   "04_hae_dpo": {"model_name_or_path", "dpo_ref_model", "preference_data_path", "dpo_variant",
-                                  "output_dir", "learning_rate", "chosen_nll_weight", "seed"}}
-
-
-def _stage_specs():
-    from editcaption.train import hae_dpo, sft
-
-    return {"02_sft": (sft.SFT_KEYS, sft.PREFIX), "04_hae_dpo": (hae_dpo.DPO_KEYS, hae_dpo.PREFIX)}
-
-
 @pytest.mark.parametrize("name", PROFILES)
-@pytest.mark.parametrize("stage", ["02_sft", "04_hae_dpo"])
-def test_every_profile_key_a_training_stage_reads_reaches_its_trainer(name, stage):
-    """The runner passes a notebook only the keys its parameters cell declares, and the notebook hands the
-    stage only those: a profile key the stage reads but the notebook does not declare would silently train
-    with the stage's default (as freeze_vision_tower once did for DPO)."""
-    spec, prefix = _stage_specs()[stage]
-    notebook = next(nb for nb in config.list_notebooks() if nb.stem == stage)
-    declared = set(config.notebook_parameters(notebook))
+def test_a_profile_names_recipes_and_sets_no_trainer_field_itself(name):
+    """Trainer fields live in one place, the recipe (params/recipes/): a profile that set learning_rate would have
+    no notebook to give it to. run_name, seed and model_name_or_path are the notebooks' own parameters, which they
+    hand to the trainer as they are."""
+    from editcaption import runner
+    from editcaption.train import recipe
+
     values = config.load_profile(name)
-    lost = []
-    for key in values:
-        stage_key = key[len(prefix):] if key.startswith(prefix) and key[len(prefix):] in spec else key
-        if stage_key in spec and stage_key not in SET_BY_NOTEBOOK[stage] and key not in declared:
-            lost.append(key)
-    assert not lost, f"{name}.yaml sets {lost}, which {stage} reads but {notebook.name} does not declare"
+    fields = set(recipe.stage_fields("sft")) | set(recipe.stage_fields("dpo"))
+    assert not (set(values) & fields) - {"run_name", "seed", "model_name_or_path"}, f"{name}.yaml sets trainer fields"
+    runner.check_recipes(values)  # every recipe it names (or the notebooks' default) reads
+    schema = config.parameter_schema()
+    for parameter, stage in runner.RECIPE_PARAMETERS.items():
+        assert recipe.read_recipe(values.get(parameter, schema[parameter].default), stage) is not None
+
+
+def test_a_profile_naming_a_missing_recipe_or_a_recipe_with_an_unknown_field_stops_the_run(tmp_path):
+    from editcaption import runner
+
+    with pytest.raises(config.ConfigError, match="recipe .*nowhere.yaml not found"):
+        runner.check_recipes({"sft_recipe": str(tmp_path / "nowhere.yaml")})
+    bad = tmp_path / "dpo.yaml"
+    bad.write_text("dpo_learning_rate: 1.0e-4\n")  # the old prefixed name: a recipe takes the trainer's own
+    with pytest.raises(config.ConfigError, match="unknown key 'dpo_learning_rate'"):
+        runner.check_recipes({"dpo_recipe": str(bad)})

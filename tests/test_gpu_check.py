@@ -25,15 +25,14 @@ def test_every_part_runs_or_says_why_not(report):
     assert "does not import" in parts["vllm"]["reason"]
 
 
-def test_zero3_part_hands_the_sft_entry_point_a_valid_profile(tmp_path):
+def test_zero3_part_hands_the_sft_entry_point_a_valid_recipe(tmp_path):
     """The ZeRO-3 part launches `editcaption.train.sft` as test_train_sft's two-process ZeRO-3 test does (about a
-    minute on CPU, so it is skipped above); here its profile must pass the entry point's key check."""
-    from editcaption.train.common import load_training_params
-    from editcaption.train.sft import PREFIX, SFT_KEYS
+    minute on CPU, so it is skipped above); here its recipe must build the stage's configs."""
+    from editcaption.train.recipe import build_stage_args
 
-    params = load_training_params(gpu_check.zero3_params(tmp_path / "m", tmp_path / "p", tmp_path / "o", 2),
-                                  spec=SFT_KEYS, prefix=PREFIX)
-    assert params["max_steps"] == 1 and params["global_batch_size"] == 2 and params["bf16"] is False
+    args, model_args = build_stage_args("sft", gpu_check.zero3_params(tmp_path / "m", tmp_path / "p", tmp_path / "o", 2))
+    assert (args.max_steps, args.global_batch_size, args.gradient_accumulation_steps, args.bf16) == (1, 2, 1, False)
+    assert model_args.model_name_or_path == str(tmp_path / "m")
 
 
 def test_sft_figures_and_mfu_arithmetic(report):

@@ -23,13 +23,12 @@ from editcaption.config import ConfigError
 from editcaption.models import build_tiny_model, load_model_and_processor
 from editcaption.prompts import INSTRUCTION_PROMPT
 from editcaption.records import ERROR_TYPES, PREFERENCE_FEATURES, SEVERITIES, RecordError
-from editcaption.train.common import last_checkpoint, load_training_params
+from editcaption.train.common import last_checkpoint
+from editcaption.train.recipe import build_stage_args, parse_stage_args, read_recipe, resolved
 from editcaption.data.preference_rows import load_preferences
 from editcaption.train.hae_dpo import (
-    DPO_KEYS,
     ERROR_TYPE_KEY,
     METRICS_FILE,
-    PREFIX,
     SEVERITY_KEY,
     SKIPPED_FILE,
     HAEDPOConfig,
@@ -86,13 +85,14 @@ def trl_rows(prefs_dir):
     return load_preferences(prefs_dir)[0]
 
 
-def params_for(smoke_dir, data_dir, out_dir, **overrides):
+def params_for(smoke_dir, data_dir, out_dir, **fields):
+    """(HAEDPOConfig, VisionModelConfig) of a short run, as the entry point builds them from a recipe."""
     base = {
-        "model_name_or_path": str(smoke_dir), "preference_data_path": str(data_dir), "output_dir": str(out_dir),
+        "model_name_or_path": str(smoke_dir), "dataset_path": str(data_dir), "output_dir": str(out_dir),
         "learning_rate": 1e-3, "max_steps": 2, "per_device_train_batch_size": 4, "logging_steps": 1,
-        "save_steps": 100, "warmup_ratio": 0.0, "sft_learning_rate": 1.0,  # another stage's key: ignored
+        "save_steps": 100, "warmup_steps": 0.0, "bf16": False, "activation_checkpointing": False,
     }
-    return load_training_params({**base, **overrides}, spec=DPO_KEYS, prefix=PREFIX)
+    return build_stage_args("dpo", {**base, **fields})
 
 
 def make_trainer(smoke_dir, rows, out_dir, trainer_class=HAEDPOTrainer, **config):
@@ -119,24 +119,25 @@ def collate(trainer, rows, indices):
 
 # --- parameters ----------------------------------------------------------------------------------
 
-def test_params_defaults_prefix_and_choices(tmp_path, capsys):
+def test_one_default_per_field_and_the_paper_recipe_holds_appendix_c(tmp_path, capsys):
     from editcaption.train.hae_dpo import main
 
-    params = load_training_params({}, spec=DPO_KEYS, prefix=PREFIX)  # appendix C defaults
-    assert (params["learning_rate"], params["num_train_epochs"], params["beta"], params["hae_tau"]) == (5e-6, 4, 0.1, 1)
-    assert (params["hae_gamma_st"], params["hae_gamma_h"], params["dpo_variant"]) == (1.0, 1.0, "hae")
-    assert params["hae_hardness_logp"] == "mean" and params["dpo_ref_model"] is None
-    profile = tmp_path / "p.yaml"
-    profile.write_text(yaml.safe_dump({"learning_rate": 1.0e-5, "sft_learning_rate": 1.0e-5,
-                                       "dpo_learning_rate": 5.0e-6, "dpo_global_batch_size": 128,
-                                       "dpo_variant": "st_only", "model_name_or_path": "m"}))
-    params = load_training_params(profile, {"hae_tau": "2", "dpo_num_train_epochs": "3"}, spec=DPO_KEYS, prefix=PREFIX)
-    assert (params["learning_rate"], params["global_batch_size"], params["dpo_variant"]) == (5e-6, 128, "st_only")
-    assert (params["hae_tau"], params["num_train_epochs"]) == (2.0, 3.0)
+    defaults = resolved({}, "dpo")  # HAEDPOConfig's defaults: the margin's appendix C values, TRL's beta
+    assert (defaults["beta"], defaults["hae_tau"], defaults["hae_gamma_st"], defaults["hae_gamma_h"]) == (0.1, 1, 1, 1)
+    assert (defaults["hae_variant"], defaults["hae_hardness_logp"], defaults["ref_model_name_or_path"]) == (
+        "hae", "mean", None)
+    paper = resolved(read_recipe(REPO / "params" / "recipes" / "paper" / "dpo.yaml", "dpo"), "dpo")
+    assert (paper["learning_rate"], paper["num_train_epochs"], paper["global_batch_size"]) == (5e-6, 4.0, 128)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"learning_rate": 1.0e-5, "global_batch_size": 8, "hae_variant": "st_only",
+                                      "bf16": False, "output_dir": str(tmp_path / "o")}))
+    args, _ = parse_stage_args("dpo", ["--config", str(recipe), "--hae_tau", "2", "--num_train_epochs", "3"])
+    assert (args.learning_rate, args.gradient_accumulation_steps, args.hae_variant) == (1e-5, 1, "st_only")
+    assert (args.hae_tau, args.num_train_epochs, args.hae_gammas) == (2.0, 3.0, (1.0, 0.0))
     with pytest.raises(SystemExit):
-        main(["--profile", str(profile), "--dpo_variant", "both"])
-    expected = "key 'dpo_variant' expects one of ['dpo', 'h_only', 'hae', 'st_only'], found 'both'"
-    assert expected in capsys.readouterr().err
+        main(["--config", str(recipe), "--hae_variant", "both"])
+    err = capsys.readouterr().err
+    assert "argument --hae_variant" in err and "invalid choice: 'both'" in err
 
 
 def test_config_variants_and_refusals():
@@ -278,10 +279,11 @@ def test_one_reference_forward_per_micro_batch(smoke_dir, trl_rows, tmp_path):
 @pytest.mark.parametrize("variant", ["dpo", "st_only", "h_only", "hae"])
 def test_variant_trains_and_writes_metrics(smoke_dir, prefs_dir, tmp_path, variant):
     out = tmp_path / variant
-    metrics = train_hae_dpo(params_for(smoke_dir, prefs_dir, out, dpo_variant=variant))
+    metrics = train_hae_dpo(*params_for(smoke_dir, prefs_dir, out, hae_variant=variant, hae_gamma_h=2.0))
     saved = json.loads((out / METRICS_FILE).read_text())
-    on_st, on_h = {"dpo": (0, 0), "st_only": (1, 0), "h_only": (0, 1), "hae": (1, 1)}[variant]
-    assert saved["dpo_variant"] == variant and (saved["hae_gamma_st"], saved["hae_gamma_h"]) == (on_st, on_h)
+    on_st, on_h = {"dpo": (0, 0), "st_only": (1, 0), "h_only": (0, 2), "hae": (1, 2)}[variant]
+    assert saved["hae_variant"] == saved["config"]["hae_variant"] == variant
+    assert saved["gamma"] == {"configured": {"st": 1.0, "h": 2.0}, "effective": {"st": on_st, "h": on_h}}
     assert saved["global_step"] == metrics["global_step"] == 2 and math.isfinite(saved["train_loss"])
     logs = [e for e in saved["log_history"] if "loss" in e]
     assert len(logs) == 2
@@ -296,11 +298,11 @@ def test_variant_trains_and_writes_metrics(smoke_dir, prefs_dir, tmp_path, varia
 
 def test_explicit_reference_and_lora(smoke_dir, prefs_dir, tmp_path):
     other = build_tiny_model("smoke", tmp_path / "other", seed=1)  # a different reference: rewards ≠ 0 at step 1
-    metrics = train_hae_dpo(params_for(smoke_dir, prefs_dir, tmp_path / "ref", dpo_ref_model=str(other), max_steps=1))
+    metrics = train_hae_dpo(*params_for(smoke_dir, prefs_dir, tmp_path / "ref", ref_model_name_or_path=str(other), max_steps=1))
     first = metrics["log_history"][0]
     assert metrics["reference_model"] == str(other) and abs(first["rewards/margins"]) > 1e-3
-    # LoRA without dpo_ref_model: the reference is the policy with its adapters off, i.e. the starting model
-    metrics = train_hae_dpo(params_for(smoke_dir, prefs_dir, tmp_path / "lora", use_lora=True, lora_r=4,
+    # LoRA without ref_model_name_or_path: the reference is the policy with its adapters off, i.e. the starting model
+    metrics = train_hae_dpo(*params_for(smoke_dir, prefs_dir, tmp_path / "lora", use_peft=True, lora_r=4,
                                        max_steps=2, learning_rate=1e-2))
     logs = [e for e in metrics["log_history"] if "loss" in e]
     assert logs[0]["rewards/margins"] == 0.0 and logs[1]["rewards/margins"] != 0.0
@@ -320,9 +322,9 @@ def test_rerun_resumes_from_the_last_checkpoint(smoke_dir, prefs_dir, tmp_path, 
     out = tmp_path / "resume"
     params = params_for(smoke_dir, prefs_dir, out, max_steps=5, save_steps=2, per_device_train_batch_size=2)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train_hae_dpo(params, callbacks=[CrashBeforeStep(4)])
+        train_hae_dpo(*params, callbacks=[CrashBeforeStep(4)])
     assert last_checkpoint(out).name == "checkpoint-2"
-    metrics = train_hae_dpo(params)
+    metrics = train_hae_dpo(*params)
     assert f"resuming from {out / 'checkpoint-2'}" in capsys.readouterr().out
     assert metrics["resumed_from"] == str(out / "checkpoint-2") and metrics["global_step"] == 5
     logs = [e for e in json.loads((out / METRICS_FILE).read_text())["log_history"] if "loss" in e]
@@ -370,11 +372,11 @@ def test_skipped_and_overlong_rows_are_counted_never_trained_on(smoke_dir, tmp_p
     rows[6]["chosen"] = ""
     data = save_rows(rows, tmp_path / "data")
     with pytest.raises(RecordError, match="row pref-001, field 'error_type'"):
-        train_hae_dpo(params_for(smoke_dir, data, tmp_path / "strict"))
+        train_hae_dpo(*params_for(smoke_dir, data, tmp_path / "strict"))
     _, processor = load_model_and_processor(smoke_dir)
     short = preference_lengths(load_preferences(save_rows(preference_rows(1), tmp_path / "one"))[0], processor)[0]
     out = tmp_path / "lenient"
-    metrics = train_hae_dpo(params_for(smoke_dir, data, out, preference_bad_rows="skip", max_length=short,
+    metrics = train_hae_dpo(*params_for(smoke_dir, data, out, bad_rows="skip", max_length=short,
                                        max_steps=1))
     skipped = [json.loads(line) for line in (out / SKIPPED_FILE).read_text().splitlines()]
     assert [(s["row"], s["id"], s["field"]) for s in skipped] == [(1, "pref-001", "error_type"),
@@ -382,8 +384,8 @@ def test_skipped_and_overlong_rows_are_counted_never_trained_on(smoke_dir, tmp_p
     assert (metrics["num_skipped_rows"], metrics["num_dropped_samples"], metrics["num_train_samples"]) == (2, 1, 5)
     dropped = [json.loads(line) for line in (out / "dropped_samples.jsonl").read_text().splitlines()]
     assert [d["id"] for d in dropped] == ["pref-005"]
-    with pytest.raises(ConfigError, match="key 'preference_bad_rows' expects one of"):
-        train_hae_dpo(params_for(smoke_dir, data, out, preference_bad_rows="drop"))
+    with pytest.raises(ConfigError, match="bad_rows 'drop' is not one of"):
+        params_for(smoke_dir, data, out, bad_rows="drop")
 
 
 # --- cluster path --------------------------------------------------------------------------------
@@ -391,13 +393,13 @@ def test_skipped_and_overlong_rows_are_counted_never_trained_on(smoke_dir, tmp_p
 @pytest.mark.slow
 def test_zero3_two_cpu_processes_under_accelerate_launch(smoke_dir, prefs_dir, tmp_path):
     out = tmp_path / "zero3"
-    profile = tmp_path / "zero3.yaml"
-    profile.write_text(yaml.safe_dump({
-        "model_name_or_path": str(smoke_dir), "preference_data_path": str(prefs_dir), "dpo_learning_rate": 1.0e-3,
-        "max_steps": 4, "per_device_train_batch_size": 1, "dpo_global_batch_size": 4, "save_steps": 2,
-        "logging_steps": 1, "warmup_ratio": 0.0, "dpo_variant": "hae",
+    recipe = tmp_path / "zero3.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "model_name_or_path": str(smoke_dir), "dataset_path": str(prefs_dir), "learning_rate": 1.0e-3,
+        "max_steps": 4, "per_device_train_batch_size": 1, "global_batch_size": 4, "save_steps": 2,
+        "logging_steps": 1, "warmup_steps": 0.0, "hae_variant": "hae", "bf16": False, "activation_checkpointing": False,
     }))
-    run, elapsed = launch_zero3_cpu("editcaption.train.hae_dpo", profile, out)
+    run, elapsed = launch_zero3_cpu("editcaption.train.hae_dpo", recipe, out)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "global batch 4 = 1 per device x 2 process(es) x 2 gradient-accumulation step(s)" in run.stdout
     metrics = json.loads((out / METRICS_FILE).read_text())

@@ -11,13 +11,17 @@ def test_smoke_01_02_trains_and_scores_base_and_sft(smoke_run):
     stage = run / "02_sft"
     metrics = json.loads((stage / "metrics.json").read_text())
     assert metrics["train"]["global_step"] == 8 and metrics["train"]["gradient_accumulation_steps"] == 1
+    config = metrics["train"]["config"]  # the fields it trained with: the smoke recipe plus the run's own
+    assert (config["learning_rate"], config["max_steps"], config["seed"], config["bf16"]) == (2e-3, 8, 0, False)
+    assert config["dataset_path"].endswith("01_dataset_construction/sft/train") and config["max_length"] is None
+    assert (stage / "sft_recipe.yaml").is_file()
     for model in ("base", "sft"):
         assert metrics[model]["n"] == 16 and 0 <= metrics[model]["S"] <= 5
         assert set(metrics[model]["failure_rates"]) == {"orientation", "viewpoint", "detail"}
     assert (stage / "final" / "config.json").exists() and (stage / "checkpoint-8").exists()
     assert (stage / "loss.png").exists() and (stage / "before_after.png").exists()
     log = (stage / "train.log").read_text()  # one process, no accelerate config: the entry point the cluster runs
-    assert log.startswith("$ OMP_NUM_THREADS=") and "-m editcaption.train.sft --profile" in log.splitlines()[0]
+    assert log.startswith("$ OMP_NUM_THREADS=") and "-m editcaption.train.sft --config" in log.splitlines()[0]
     assert "global batch 8 = 8 per device x 1 process(es) x 1 gradient-accumulation step(s)" in log
     gain = metrics["sft_gain"]
     assert gain["low"] <= gain["diff"] <= gain["high"] and 0 <= gain["p_value"] <= 1

@@ -49,16 +49,18 @@ def test_smoke_01_to_04_builds_preferences_trains_variants_and_scores(smoke_run)
     assert not (dpo_stage / "dpo").exists() and (dpo_stage / "dpo_seed1" / "final" / "config.json").exists()
     for variant in ("dpo", "hae"):
         train = dpo["train"][variant]
-        assert train["global_step"] == 4 and train["dpo_variant"] == variant and train["reference_model"] == dpo["sft_model"]
+        assert train["global_step"] == 4 and train["hae_variant"] == variant and train["reference_model"] == dpo["sft_model"]
+        on = {"dpo": 0.0, "hae": 1.0}[variant]  # the recipe's γ (HAEDPOConfig defaults) and the ones in effect
+        assert train["gamma"] == {"configured": {"st": 1.0, "h": 1.0}, "effective": {"st": on, "h": on}}
         assert dpo["runs"][variant]["seconds"] > 0 and dpo["final_rewards"][variant]["rewards/accuracies"] is not None
         run_dir = Path(dpo["runs"][variant]["dir"])
         assert (run_dir / "final" / "config.json").exists() and dpo["runs"][variant]["model"].startswith(str(run_dir))
         # one process without an accelerate config: the module itself, with the launcher's environment
         first = (run_dir / "train.log").read_text().splitlines()[0]
-        assert "OMP_NUM_THREADS=" in first and f"-m editcaption.train.hae_dpo --profile {run_dir}" in first
+        assert "OMP_NUM_THREADS=" in first and f"-m editcaption.train.hae_dpo --config {run_dir}" in first
     assert dpo["final_rewards"]["dpo"]["hae/margin_mean"] == 0 and dpo["final_rewards"]["hae"]["hae/margin_mean"] > 0
     assert dpo["margins"]["n"] == counts["preference_rows"] and dpo["budget"]["learning_rate"] in (1e-4, 2e-4)
-    assert dpo["train"]["hae_seed1"]["learning_rate"] == dpo["budget"]["learning_rate"]  # every run at the chosen budget
+    assert dpo["train"]["hae_seed1"]["config"]["learning_rate"] == dpo["budget"]["learning_rate"]  # every run at the chosen budget
     rates = {(r["model"], r["subset"], r["measure"]) for r in dpo["validation_rates"]}
     assert {(m, s, "p0") for m in ("SFT", "dpo", "hae") for s in (*MODES, "all")} <= rates
     assert {(c["a"], c["b"]) for c in dpo["validation_comparisons"]} == {("SFT", "dpo"), ("SFT", "hae"), ("dpo", "hae")}

@@ -211,20 +211,24 @@ def test_model_and_benchmark_mapping():
 
 
 def test_table11_beside_the_hyperparameters_the_run_used(tmp_path):
-    import nbformat
+    """Our column is what the trainer ran with (train_metrics' "config", in the stage's metrics.json)."""
+    import json
 
-    from editcaption import paths
-
-    nb = nbformat.read(paths.notebooks_dir() / "02_sft.ipynb", as_version=4)
-    nb.metadata["papermill"] = {"parameters": {"sft_learning_rate": 0.002, "sft_max_steps": 8}}
-    nbformat.write(nb, tmp_path / "02_sft.ipynb")
     (tmp_path / "02_sft").mkdir()
+    sft = {"learning_rate": 0.002, "max_steps": 8, "num_train_epochs": 3.0, "bf16": False, "max_length": None}
+    (tmp_path / "02_sft" / "metrics.json").write_text(json.dumps({"train": {"config": sft}}))
     (tmp_path / "02_sft" / "environment.json").write_text('{"device": "cpu (2 threads)"}')
     df = paper.table11_comparison(tmp_path)
     assert df.loc["Learning rate", "SFT (paper)"] == "1×10^-5" and df.loc["Learning rate", "SFT (ours)"] == "0.002"
-    assert df.loc["Training epochs", "SFT (ours)"] == "8 steps"
+    assert df.loc["Training epochs", "SFT (ours)"] == "8 steps" and df.loc["Precision", "SFT (ours)"] == "float32"
     assert df.loc["Hardware", "SFT (ours)"] == "cpu (2 threads)"
     assert df.loc["Learning rate", "HAE-DPO (ours)"] == "not run (04_hae_dpo missing)"
+    (tmp_path / "04_hae_dpo").mkdir()
+    runs = {"dpo": {"config": {"learning_rate": 1e-4, "hae_tau": 1.0}},
+            "hae": {"config": {"learning_rate": 1e-4, "hae_tau": 2.0, "hae_gamma_st": 1.0, "hae_gamma_h": 0.5}}}
+    (tmp_path / "04_hae_dpo" / "metrics.json").write_text(json.dumps({"train": runs}))
+    df = paper.table11_comparison(tmp_path)  # the full HAE-DPO run's fields
+    assert df.loc["Hardness temperature τ", "HAE-DPO (ours)"] == "2" and df.loc["γst,γh", "HAE-DPO (ours)"] == "1,0.5"
 
 
 def test_every_figure_is_written_as_png_and_pdf(tmp_path):

@@ -178,7 +178,7 @@ def test_reference_margins_follow_eq3(corrected, tiny_model, tmp_path):
     _, pairs, _, _, _, corrections = corrected
     prefs = preference.build_preference_set(pairs, corrections, sorted(corrections.rows)[:4])
     folder = preference.save_preference_set(prefs, tmp_path / "preferences")
-    margins = margin.reference_margins(tiny_model, folder, gamma_st=2.0, gamma_h=0.5, tau=0.5, limit=3)
+    margins = margin.reference_margins(tiny_model, folder, gamma_st=2.0, gamma_h=0.5, tau=0.5, hardness_logp="mean", limit=3)
     assert len(margins) == 3 and (margins["ref_logp_chosen"] < 0).all()
     m, st, h = hae_margin(list(margins["severity"]), list(margins["error_type"]),
                           torch.tensor(margins["ref_logp_rejected"]), torch.tensor(margins["ref_logp_chosen"]),
@@ -190,7 +190,7 @@ def test_reference_margins_follow_eq3(corrected, tiny_model, tmp_path):
 def test_variants_and_rewards():
     assert experiment.parse_variants(" dpo, hae ") == ["dpo", "hae"]
     for bad in ("", "dpo,dpo", "dpo,ipo"):
-        with pytest.raises(ValueError, match="dpo_variants"):
+        with pytest.raises(ValueError, match="hae_variants"):
             experiment.parse_variants(bad)
     history = [{"step": 1, "rewards/margins": 0.1, "loss": 0.7}, {"step": 2, "rewards/margins": 0.3}, {"train_loss": 1}]
     summary = experiment.reward_summary(history)

@@ -71,8 +71,8 @@ def test_error_rates_pooling_and_seeded_table():
 
 def test_experiment_parameters_and_conclusion():
     assert experiment.parse_numbers(" 1e-5, 3e-5 ,", "x") == [1e-5, 3e-5]
-    with pytest.raises(ValueError, match="dpo_sweep_learning_rates: 'fast' is not a number"):
-        experiment.parse_numbers("1e-5,fast", "dpo_sweep_learning_rates")
+    with pytest.raises(ValueError, match="sweep_learning_rates: 'fast' is not a number"):
+        experiment.sweep_budget("1e-5,fast", "", {}, {}, "/nonexistent", sft_model="x")
     assert experiment.parse_seeds("", 3) == [3] and experiment.parse_seeds("0, 1,2", 9) == [0, 1, 2]
     for bad in ("0,0", "0.5"):
         with pytest.raises(ValueError, match="distinct integers"):
@@ -88,12 +88,17 @@ def test_experiment_parameters_and_conclusion():
     text = experiment.conclusion(comparisons, {"dpo": {"metrics": {"log_history": history}}})
     assert "P0 error rate lower on orientation, higher on detail" in text
     assert "log p(chosen) fell -10.0 -> -14.0" in text and "reward accuracy 0.50 -> 0.90" in text
-    kept = experiment.sweep_budget([], [], {"learning_rate": 1e-4, "chosen_nll_weight": 1.0}, {}, "/nonexistent",
-                                   sft_model="x")
+    demo = {"learning_rate": 1e-4, "loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 1.0]}  # demo's recipe
+    kept = experiment.sweep_budget("", "", demo, {}, "/nonexistent", sft_model="x")
     assert kept.best == {"learning_rate": 1e-4, "chosen_nll_weight": 1.0} and kept.table.empty
+    assert experiment.sweep_budget([], [], {}, {}, "/x", sft_model="x").best == {  # HAEDPOConfig's defaults
+        "learning_rate": 1e-6, "chosen_nll_weight": 0.0}
     with pytest.raises(ValueError, match="targeted validation subsets"):
-        experiment.sweep_budget([1e-5], [], {"learning_rate": 1e-4, "chosen_nll_weight": 0.0}, {}, "/nonexistent",
-                                sft_model="x")
+        experiment.sweep_budget([1e-5], [], demo, {}, "/nonexistent", sft_model="x")
+    assert experiment.budget_fields({"learning_rate": 3e-5, "chosen_nll_weight": 0.5}) == {
+        "learning_rate": 3e-5, "loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.5]}
+    assert experiment.nll_fields(0.0) == {"loss_type": ["sigmoid"], "loss_weights": None}
+    assert experiment.chosen_nll_weight({"loss_type": "sigmoid"}) == 0.0
 
 
 def test_train_variants_takes_a_sweep_run_with_the_same_parameters(monkeypatch, tmp_path):
@@ -102,15 +107,17 @@ def test_train_variants_takes_a_sweep_run_with_the_same_parameters(monkeypatch, 
     launched = []
 
     def fake_run(params, run_dir, **_):
-        launched.append((params["dpo_variant"], params["seed"], params["learning_rate"]))
+        launched.append((params["hae_variant"], params["seed"], params["learning_rate"]))
         return {"seconds": 1.0, "metrics": {"global_step": 4}, "params": dict(params), "dir": str(run_dir),
                 "model": str(run_dir / "final")}
 
     monkeypatch.setattr(experiment, "train_run", fake_run)
-    base = {"seed": 0, "learning_rate": 1e-4, "chosen_nll_weight": 0.0}
-    swept = [fake_run({**base, "dpo_variant": "dpo", "learning_rate": lr}, tmp_path / f"sweep{lr:g}") for lr in (1e-4, 2e-4)]
+    base = {"seed": 0, "learning_rate": 5e-6}  # the recipe's rate: the budget replaces it
+    swept = [fake_run({**base, **experiment.budget_fields({"learning_rate": lr, "chosen_nll_weight": 0.0}),
+                       "hae_variant": "dpo"}, tmp_path / f"sweep{lr:g}") for lr in (1e-4, 2e-4)]
     launched.clear()
-    runs = experiment.train_variants(["dpo", "hae"], [0, 1], base, tmp_path, done=swept)
+    runs = experiment.train_variants(["dpo", "hae"], [0, 1], base, tmp_path, done=swept,
+                                     budget={"learning_rate": 1e-4, "chosen_nll_weight": 0.0})
     assert launched == [("hae", 0, 1e-4), ("dpo", 1, 1e-4), ("hae", 1, 1e-4)]
     assert runs["dpo"]["reused"] and runs["dpo"]["dir"] == str(tmp_path / "sweep0.0001")
     assert [label for label, run in runs.items() if run["reused"]] == ["dpo"]

@@ -1,4 +1,4 @@
-"""SFT on the tiny Qwen3-VL: parameters, batch arithmetic, full/LoRA/frozen training, drops, resume, DeepSpeed."""
+"""SFT on the tiny Qwen3-VL: recipes, batch arithmetic, full/LoRA/frozen training, drops, resume, DeepSpeed."""
 from __future__ import annotations
 
 import json
@@ -22,19 +22,12 @@ from editcaption.config import ConfigError
 from editcaption.models import build_tiny_model, load_model_and_processor
 from editcaption.prompts import build_sft_example, generate_instructions
 from editcaption.records import RecordError
-from editcaption.train.common import (
-    describe_batch,
-    gradient_accumulation,
-    last_checkpoint,
-    load_training_params,
-    merge_lora,
-    parse_overrides,
-)
+from editcaption.train.common import describe_batch, last_checkpoint, merge_lora
+from editcaption.train.configs import gradient_accumulation
+from editcaption.train.recipe import build_stage_args, parse_stage_args, read_recipe
 from editcaption.train.sft import (
     DROPPED_FILE,
     METRICS_FILE,
-    PREFIX,
-    SFT_KEYS,
     load_sft_dataset,
     sample_lengths,
     train_sft,
@@ -83,51 +76,67 @@ def pairs_dir(tmp_path_factory) -> Path:
     return folder
 
 
-def params_for(smoke_dir, data_dir, out_dir, **overrides):
+CPU = {"bf16": False, "activation_checkpointing": False}  # what every CPU recipe sets (TRL's defaults are GPU ones)
+
+
+def params_for(smoke_dir, data_dir, out_dir, **fields):
+    """(CaptionSFTConfig, VisionModelConfig) of a short run, as the entry point builds them from a recipe."""
     base = {
-        "model_name_or_path": str(smoke_dir), "sft_data_path": str(data_dir), "output_dir": str(out_dir),
+        "model_name_or_path": str(smoke_dir), "dataset_path": str(data_dir), "output_dir": str(out_dir),
         "learning_rate": 1e-3, "max_steps": 3, "per_device_train_batch_size": 2, "logging_steps": 1,
-        "save_steps": 100, "warmup_ratio": 0.0, "n_pairs": 48,  # n_pairs: another notebook's key, ignored
+        "save_steps": 100, "warmup_steps": 0.0, **CPU,
     }
-    return load_training_params({**base, **overrides}, spec=SFT_KEYS, prefix=PREFIX)
+    return build_stage_args("sft", {**base, **fields})
 
 
-# --- parameters and batch arithmetic -------------------------------------------------------------
+# --- recipes and batch arithmetic ----------------------------------------------------------------
 
-def test_params_prefix_wins_unknown_keys_ignored_overrides_typed(tmp_path):
-    profile = tmp_path / "p.yaml"
-    profile.write_text(yaml.safe_dump({
-        "learning_rate": 5.0e-6, "sft_learning_rate": 1.0e-5, "dpo_learning_rate": 5.0e-6, "n_pairs": 10,
-        "model_name_or_path": "m", "sft_data_path": "d", "max_length": 8192,
-        "lora_target_modules": ["q_proj", "v_proj"],
-    }))
-    params = load_training_params(profile, spec=SFT_KEYS, prefix=PREFIX)
-    assert params["learning_rate"] == 1e-5 and params["max_length"] == 8192
-    assert params["lora_target_modules"] == ["q_proj", "v_proj"] and "n_pairs" not in params
-    cli = parse_overrides(["--learning_rate", "2e-4", "--max_length=null", "--bf16", "true", "--sft_max_steps", "7",
-                           "--lora_target_modules", "q_proj,k_proj"])
-    params = load_training_params(profile, cli, spec=SFT_KEYS, prefix=PREFIX)
-    assert (params["learning_rate"], params["max_length"], params["bf16"], params["max_steps"]) == (2e-4, None, True, 7)
-    assert params["lora_target_modules"] == ["q_proj", "k_proj"]
+def test_recipe_fields_reach_trls_configs_typed_and_the_command_line_wins(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("learning_rate: 1e-5\nmax_length: 8192\nlora_target_modules: [q_proj, v_proj]\n"  # 1e-5: text
+                      "bf16: false\nactivation_checkpointing: false\nglobal_batch_size: 4\n"
+                      "per_device_train_batch_size: 2\nfreeze_vision_tower: true\n")
+    args, model_args = parse_stage_args("sft", ["--config", str(recipe), "--output_dir", str(tmp_path / "o")])
+    assert (args.learning_rate, args.max_length, args.gradient_accumulation_steps) == (1e-5, 8192, 2)
+    assert model_args.lora_target_modules == ["q_proj", "v_proj"] and model_args.freeze_vision_tower
+    assert model_args.dtype == "auto"  # VisionModelConfig's default: the checkpoint's own dtype
+    args, model_args = parse_stage_args("sft", ["--config", str(recipe), "--output_dir", str(tmp_path / "o"),
+                                                "--learning_rate", "2e-4", "--lora_target_modules", "q_proj", "k_proj",
+                                                "--max_steps", "7"])
+    assert (args.learning_rate, args.max_steps, model_args.lora_target_modules) == (2e-4, 7, ["q_proj", "k_proj"])
 
 
-def test_params_wrong_type_names_key_expected_found(tmp_path):
-    profile = tmp_path / "bad.yaml"
-    profile.write_text("sft_learning_rate: 1e-5\n")  # YAML reads this as a string
-    with pytest.raises(ConfigError, match=r"bad.yaml: key 'sft_learning_rate' expects float, found str '1e-5'"):
-        load_training_params(profile, spec=SFT_KEYS, prefix=PREFIX)
-    with pytest.raises(ConfigError, match=r"key 'per_device_train_batch_size' expects int, found 'two'"):
-        load_training_params(None, {"per_device_train_batch_size": "two"}, spec=SFT_KEYS, prefix=PREFIX)
-    with pytest.raises(ConfigError, match="unknown key 'learnin_rate'"):
-        load_training_params(None, {"learnin_rate": "1"}, spec=SFT_KEYS, prefix=PREFIX)
-    with pytest.raises(ConfigError, match="key 'use_lora' expects bool, found int 1"):
-        load_training_params({"use_lora": 1}, spec=SFT_KEYS, prefix=PREFIX)
+def test_a_recipe_key_no_dataclass_declares_is_named_with_its_file(tmp_path, capsys):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("learnin_rate: 1.0e-5\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown key 'learnin_rate' .*did you mean learning_rate"):
+        read_recipe(recipe, "sft")
+    with pytest.raises(SystemExit):
+        parse_stage_args("sft", ["--config", str(recipe)])
+    assert "unknown key 'learnin_rate'" in capsys.readouterr().err
+    recipe.write_text("hae_tau: 2.0\n")  # a DPO field is not an SFT one
+    with pytest.raises(ConfigError, match="unknown key 'hae_tau'"):
+        read_recipe(recipe, "sft")
+    assert read_recipe(recipe, "dpo") == {"hae_tau": 2.0}
+    with pytest.raises(ConfigError, match="recipe .*missing.yaml not found"):
+        read_recipe(tmp_path / "missing.yaml", "sft")
+
+
+def test_every_shipped_recipe_reads_and_builds():
+    recipes = sorted((REPO / "params" / "recipes").glob("*/*.yaml"))
+    assert {p.relative_to(REPO / "params" / "recipes").as_posix() for p in recipes} >= {
+        "smoke/sft.yaml", "smoke/dpo.yaml", "demo/sft.yaml", "demo/dpo.yaml", "paper/sft.yaml", "paper/dpo.yaml"}
+    for path in recipes:
+        stage = {"sft.yaml": "sft", "dpo.yaml": "dpo"}[path.name]
+        values = {**read_recipe(path, stage), "output_dir": "/tmp/unused", "bf16": False}  # no GPU here
+        args, _ = build_stage_args(stage, values)
+        assert args.global_batch_size == args.per_device_train_batch_size * args.gradient_accumulation_steps, path
 
 
 def test_gradient_accumulation_arithmetic():
     assert gradient_accumulation(512, 2, 32) == 8  # the paper's SFT: 512 = 2 x 32 GPUs x 8
     assert gradient_accumulation(128, 1, 32) == 4
-    assert gradient_accumulation(None, 4, 2) == 1
+    assert gradient_accumulation(None, 4, 2) is None  # no global batch: gradient_accumulation_steps as set
     assert describe_batch(2, 32, 8) == ("global batch 512 = 2 per device x 32 process(es) "
                                         "x 8 gradient-accumulation step(s)")
     with pytest.raises(ConfigError, match=r"global_batch_size 10 is not a positive multiple .* world size 2 = 8"):
@@ -136,10 +145,11 @@ def test_gradient_accumulation_arithmetic():
         gradient_accumulation(0, 1, 1)
 
 
-def test_entry_point_refuses_non_divisible_global_batch(smoke_dir, pairs_dir, tmp_path):
-    params = params_for(smoke_dir, pairs_dir, tmp_path / "out", per_device_train_batch_size=3, global_batch_size=8)
+def test_config_refuses_non_divisible_or_contradicting_global_batch(smoke_dir, pairs_dir, tmp_path):
     with pytest.raises(ConfigError, match="global_batch_size 8 is not a positive multiple"):
-        train_sft(params)
+        params_for(smoke_dir, pairs_dir, tmp_path / "out", per_device_train_batch_size=3, global_batch_size=8)
+    with pytest.raises(ConfigError, match="needs gradient_accumulation_steps 4, but it is set to 2"):
+        params_for(smoke_dir, pairs_dir, tmp_path / "out", global_batch_size=8, gradient_accumulation_steps=2)
     assert not (tmp_path / "out").exists()
 
 
@@ -187,7 +197,7 @@ def test_bad_data_is_named(tmp_path):
 def test_full_finetune_saves_reloadable_model_and_metrics(smoke_dir, pairs_dir, tmp_path):
     out = tmp_path / "full"
     # a pixel budget of exactly 128x128: the 64 px images are scaled up to 8x8 patches (16 tokens each)
-    metrics = train_sft(params_for(smoke_dir, pairs_dir, out, global_batch_size=4, min_pixels=128 * 128,
+    metrics = train_sft(*params_for(smoke_dir, pairs_dir, out, global_batch_size=4, min_pixels=128 * 128,
                                    max_pixels=128 * 128))
     assert metrics["global_step"] == 3 and math.isfinite(metrics["train_loss"])
     assert metrics["gradient_accumulation_steps"] == 2 and metrics["world_size"] == 1
@@ -208,7 +218,7 @@ def test_full_finetune_saves_reloadable_model_and_metrics(smoke_dir, pairs_dir, 
 
 def test_same_seed_same_losses(smoke_dir, pairs_dir, tmp_path):
     def losses(out):
-        train_sft(params_for(smoke_dir, pairs_dir, out, max_steps=2, seed=3))
+        train_sft(*params_for(smoke_dir, pairs_dir, out, max_steps=2, seed=3))
         return [e["loss"] for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in e]
 
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
@@ -216,7 +226,7 @@ def test_same_seed_same_losses(smoke_dir, pairs_dir, tmp_path):
 
 def test_frozen_vision_tower_and_merger_stay_unchanged(smoke_dir, pairs_dir, tmp_path):
     out = tmp_path / "frozen"
-    train_sft(params_for(smoke_dir, pairs_dir, out, freeze_vision_tower=True, freeze_merger=True))
+    train_sft(*params_for(smoke_dir, pairs_dir, out, freeze_vision_tower=True, freeze_merger=True))
     before, after = load_file(smoke_dir / "model.safetensors"), load_file(out / "final" / "model.safetensors")
     visual = [k for k in before if ".visual." in k]
     assert any("merger" in k for k in visual) and any(".blocks." in k for k in visual)
@@ -227,10 +237,10 @@ def test_frozen_vision_tower_and_merger_stay_unchanged(smoke_dir, pairs_dir, tmp
 
 def test_lora_adapter_merges_into_a_loadable_model_that_generates(smoke_dir, pairs_dir, tmp_path):
     out = tmp_path / "lora"
-    metrics = train_sft(params_for(smoke_dir, pairs_dir, out, use_lora=True, lora_r=4, lora_alpha=8,
+    metrics = train_sft(*params_for(smoke_dir, pairs_dir, out, use_peft=True, lora_r=4, lora_alpha=8,
                                    lora_dropout=0.0, freeze_vision_tower=True))
     adapter = out / "final"
-    assert metrics["use_lora"] and (adapter / "adapter_config.json").is_file()
+    assert metrics["use_peft"] and (adapter / "adapter_config.json").is_file()
     assert not (adapter / "model.safetensors").exists() and (adapter / "processor_config.json").is_file()
     keys = list(load_file(adapter / "adapter_model.safetensors"))
     assert any("language_model" in k and "lora_B" in k for k in keys)
@@ -255,7 +265,7 @@ def test_overlong_sample_dropped_not_truncated(smoke_dir, tmp_path):
     lengths = sample_lengths(load_sft_dataset(data), processor)
     assert lengths[4] > lengths[0]
     out = tmp_path / "run"
-    metrics = train_sft(params_for(smoke_dir, data, out, max_steps=2, max_length=lengths[0]))
+    metrics = train_sft(*params_for(smoke_dir, data, out, max_steps=2, max_length=lengths[0]))
     dropped = [json.loads(line) for line in (out / DROPPED_FILE).read_text().splitlines()]
     assert dropped == [{"id": "pair-004", "row": 4, "length": lengths[4], "max_length": lengths[0]}]
     assert metrics["num_dropped_samples"] == 1 and metrics["num_train_samples"] == 5
@@ -285,13 +295,14 @@ def test_rerun_resumes_from_the_last_checkpoint(smoke_dir, pairs_dir, tmp_path, 
     out = tmp_path / "resume"
     params = params_for(smoke_dir, pairs_dir, out, max_steps=6, save_steps=2, per_device_train_batch_size=1)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train_sft(params, callbacks=[CrashBeforeStep(4)])
+        train_sft(*params, callbacks=[CrashBeforeStep(4)])
     assert last_checkpoint(out).name == "checkpoint-2"
     (out / "checkpoint-3").mkdir()  # a checkpoint cut off while saving (no trainer_state.json) is skipped
     assert last_checkpoint(out).name == "checkpoint-2"
 
     logged = LoggedSteps()
-    metrics = train_sft(params, callbacks=[logged])
+    metrics = train_sft(*params_for(smoke_dir, pairs_dir, out, max_steps=6, save_steps=2,
+                                    per_device_train_batch_size=1), callbacks=[logged])
     assert f"resuming from {out / 'checkpoint-2'}" in capsys.readouterr().out
     assert metrics["resumed_from"] == str(out / "checkpoint-2")
     assert logged.steps == [3, 4, 5, 6]
@@ -303,11 +314,12 @@ def test_rerun_resumes_from_the_last_checkpoint(smoke_dir, pairs_dir, tmp_path, 
 def test_cli_rejects_bad_override(tmp_path, capsys):
     from editcaption.train.sft import main
 
-    profile = tmp_path / "p.yaml"
-    profile.write_text("model_name_or_path: m\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("bf16: false\n")
     with pytest.raises(SystemExit):
-        main(["--profile", str(profile), "--max_steps", "many"])
-    assert "key 'max_steps' expects int, found 'many'" in capsys.readouterr().err
+        main(["--config", str(recipe), "--max_steps", "many"])
+    err = capsys.readouterr().err
+    assert "argument --max_steps" in err and "invalid int value: 'many'" in err
 
 
 # --- cluster path --------------------------------------------------------------------------------
@@ -336,25 +348,23 @@ def test_accelerate_and_deepspeed_configs_load():
     assert offload["offload_param"]["device"] == offload["offload_optimizer"]["device"] == "cpu"
 
 
-def test_slurm_script_reads_the_profile_and_builds_the_launch(tmp_path):
-    profile = tmp_path / "cluster.yaml"
-    profile.write_text("accelerate_config: params/accelerate/zero3_offload.yaml\n"
-                       "sft_accelerate_config: params/accelerate/zero3.yaml\nlearning_rate: 1.0e-5\n")
+def test_slurm_script_builds_the_launch_of_a_recipe(tmp_path):
     env = {**os.environ, "SLURM_JOB_NUM_NODES": "4", "SLURM_GPUS_ON_NODE": "8", "MAIN_PROCESS_IP": "node-a",
            "DRY_RUN": "1", "PYTHON": sys.executable}
-    run = subprocess.run(["bash", "scripts/slurm_train.sh", str(profile), "--max_steps", "5"], cwd=REPO, env=env,
+    recipe = "params/recipes/paper/sft.yaml"
+    run = subprocess.run(["bash", "scripts/slurm_train.sh", recipe, "--max_steps", "5"], cwd=REPO, env=env,
                          capture_output=True, text=True, check=True)
     command = run.stdout.strip().splitlines()[-1]
     assert command.startswith("accelerate launch --config_file params/accelerate/zero3.yaml --num_machines 4 "
                               "--num_processes 32 --machine_rank $SLURM_NODEID --main_process_ip node-a")
-    assert command.rstrip().endswith(f"-m editcaption.train.sft --profile {profile} --max_steps 5")
-    dpo = subprocess.run(["bash", "scripts/slurm_train.sh", str(profile), "hae_dpo"], cwd=REPO, env=env,
+    assert command.rstrip().endswith(f"-m editcaption.train.sft --config {recipe} --max_steps 5")
+    dpo = subprocess.run(["bash", "scripts/slurm_train.sh", "params/recipes/paper/dpo.yaml", "hae_dpo"], cwd=REPO,
+                         env={**env, "ACCELERATE_CONFIG": "params/accelerate/zero3_offload.yaml"},
                          capture_output=True, text=True, check=True).stdout
     assert "--config_file params/accelerate/zero3_offload.yaml" in dpo and "-m editcaption.train.hae_dpo" in dpo
-    profile.write_text(profile.read_text() + "dpo_accelerate_config: params/accelerate/zero2.yaml\n")
-    dpo = subprocess.run(["bash", "scripts/slurm_train.sh", str(profile), "hae_dpo"], cwd=REPO, env=env,
-                         capture_output=True, text=True, check=True).stdout
-    assert "--config_file params/accelerate/zero2.yaml" in dpo  # notebook 04's key for the DPO stage
+    missing = subprocess.run(["bash", "scripts/slurm_train.sh", str(tmp_path / "none.yaml")], cwd=REPO, env=env,
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "none.yaml not found" in missing.stderr
 
 
 @pytest.mark.slow
@@ -363,13 +373,13 @@ def test_zero3_two_cpu_processes_under_accelerate_launch(smoke_dir, pairs_dir, t
     if moe:  # the MoE checkpoint is in transformers' layout: needs the ZeRO-3-aware expert transpose
         smoke_dir = build_tiny_model("smoke", tmp_path / "moe", moe=True)
     out = tmp_path / "zero3"
-    profile = tmp_path / "zero3.yaml"
-    profile.write_text(yaml.safe_dump({
-        "model_name_or_path": str(smoke_dir), "sft_data_path": str(pairs_dir), "learning_rate": 1.0e-3,
+    recipe = tmp_path / "zero3.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "model_name_or_path": str(smoke_dir), "dataset_path": str(pairs_dir), "learning_rate": 1.0e-3,
         "max_steps": 4, "per_device_train_batch_size": 1, "global_batch_size": 4, "save_steps": 2,
-        "logging_steps": 1, "warmup_ratio": 0.0,
+        "logging_steps": 1, "warmup_steps": 0.0, **CPU,
     }))
-    run, elapsed = launch_zero3_cpu("editcaption.train.sft", profile, out)
+    run, elapsed = launch_zero3_cpu("editcaption.train.sft", recipe, out)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "global batch 4 = 1 per device x 2 process(es) x 2 gradient-accumulation step(s)" in run.stdout
     metrics = json.loads((out / METRICS_FILE).read_text())
@@ -399,7 +409,7 @@ def test_launched_processes_share_the_cpu_cores(monkeypatch):
 
 
 def test_one_plain_process_runs_the_module_with_the_launchers_environment(monkeypatch):
-    """No accelerate config and one process: `python -m MODULE --profile FILE`, with the variables accelerate's
+    """No accelerate config and one process: `python -m MODULE --config FILE`, with the variables accelerate's
     simple launcher sets; a config or several processes still go through `accelerate launch`."""
     import os
     import sys
@@ -409,7 +419,7 @@ def test_one_plain_process_runs_the_module_with_the_launchers_environment(monkey
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     command, env = launch.launch_command("editcaption.train.hae_dpo", "p.yaml")
-    assert command == [sys.executable, "-m", "editcaption.train.hae_dpo", "--profile", "p.yaml"]
+    assert command == [sys.executable, "-m", "editcaption.train.hae_dpo", "--config", "p.yaml"]
     assert env["OMP_NUM_THREADS"] == "2" and env["ACCELERATE_MIXED_PRECISION"] == "no"
     for kwargs in ({"num_processes": 2}, {"accelerate_config": "params/accelerate/zero3_cpu_test.yaml"}):
         command, env = launch.launch_command("editcaption.train.sft", "p.yaml", **kwargs)

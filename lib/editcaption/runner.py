@@ -15,6 +15,9 @@ from pathlib import Path
 
 from editcaption import config, paths
 from editcaption.reporting import site
+from editcaption.train import recipe
+
+RECIPE_PARAMETERS = {"sft_recipe": "sft", "dpo_recipe": "dpo"}  # notebook parameter -> training stage of its recipe
 
 
 class NotebookFailed(RuntimeError):
@@ -67,6 +70,14 @@ def _failure_message(nb: Path, executed: Path, exc: Exception) -> str:
     return "\n".join(lines)
 
 
+def check_recipes(values: dict) -> None:
+    """Read every recipe the profile names (or the notebooks' default), so that a missing file or an unknown
+    field stops the run before notebook 00 starts, not after an hour of it."""
+    schema = config.parameter_schema()
+    for name, stage in RECIPE_PARAMETERS.items():
+        recipe.read_recipe(values.get(name, schema[name].default), stage)
+
+
 def run_profile(profile: str, *, only: str | None = None, run_name: str | None = None,
                 output_root: str = "outputs", progress: bool = True, browsable: bool = True) -> list[StageResult]:
     """Validate the profile, then execute the selected notebooks in order; stop at the first failure. After the last
@@ -75,6 +86,7 @@ def run_profile(profile: str, *, only: str | None = None, run_name: str | None =
     from tqdm.auto import tqdm
 
     values = config.load_profile(profile)
+    check_recipes(values)
     run_name = run_name or values.get("run_name") or config.profile_path(profile).stem
     values = {**values, "run_name": run_name, "output_root": output_root}
     run_dir = paths.stage_dir(run_name, "", output_root)

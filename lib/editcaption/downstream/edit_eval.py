@@ -199,7 +199,7 @@ def _notebook_04_model(run_name: str, output_root, variant: str) -> tuple[str, s
 
 
 def resolve_captioners(names: str, *, run_name: str, output_root="outputs", model_name_or_path: str = "",
-                       sft_model_path: str = "", dpo_model_path: str = "", dpo_variant: str = "hae"
+                       sft_model_path: str = "", dpo_model_path: str = "", hae_variant: str = "hae"
                        ) -> tuple[dict[str, dict], dict[str, str]]:
     """The captioners to run ({key: {"label", "model"}}; the teacher's and GT's model is "") and those skipped
     ({key: reason}) because the run lacks the notebook that makes them (a path parameter overrides the run)."""
@@ -220,7 +220,7 @@ def resolve_captioners(names: str, *, run_name: str, output_root="outputs", mode
             elif key == "hae_dpo" and dpo_model_path:
                 model = paths.model_source(dpo_model_path)
             elif key == "hae_dpo":
-                model, variant = _notebook_04_model(run_name, output_root, dpo_variant)
+                model, variant = _notebook_04_model(run_name, output_root, hae_variant)
                 label = f"HAE-DPO ({variant})" if variant == "hae" else f"DPO variant {variant}"
             else:
                 model = ""

@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from editcaption import config, records
+from editcaption import records
 from editcaption.records import RecordError
 from editcaption.reporting import tables
 
@@ -75,19 +75,19 @@ PAPER_BENCHMARKS = {
     "table4": {"eval400": "Eval-400", "hqedit": "HQ-Edit", "bytemorph": "ByteMorph"},
     "table5": {"imgedit": "ImgEdit", "gedit-en": "GEdit-EN", "gedit-cn": "GEdit-CN"},
 }
-# Table 11 row -> (notebook, parameter) per stage; the executed notebook of the run holds the values used.
+# Table 11 row -> trainer field per stage; the values are the ones the run trained with (train_metrics' "config").
 HYPERPARAMETERS = {
-    "SFT": ("02_sft", {"Learning rate": "sft_learning_rate", "Global batch size": "sft_global_batch_size",
-                       "Training epochs": "sft_num_train_epochs", "Max sequence length": "max_length",
-                       "Learning-rate schedule": "lr_scheduler_type", "Warmup ratio": "warmup_ratio",
+    "SFT": ("02_sft", {"Learning rate": "learning_rate", "Global batch size": "global_batch_size",
+                       "Training epochs": "num_train_epochs", "Max sequence length": "max_length",
+                       "Learning-rate schedule": "lr_scheduler_type", "Warmup ratio": "warmup_steps",
                        "Gradient clipping": "max_grad_norm", "Precision": "bf16"}),
-    "HAE-DPO": ("04_hae_dpo", {"Learning rate": "dpo_learning_rate", "Global batch size": "dpo_global_batch_size",
-                               "Training epochs": "dpo_num_train_epochs", "Max sequence length": "max_length",
-                               "Learning-rate schedule": "lr_scheduler_type", "Warmup ratio": "warmup_ratio",
+    "HAE-DPO": ("04_hae_dpo", {"Learning rate": "learning_rate", "Global batch size": "global_batch_size",
+                               "Training epochs": "num_train_epochs", "Max sequence length": "max_length",
+                               "Learning-rate schedule": "lr_scheduler_type", "Warmup ratio": "warmup_steps",
                                "Gradient clipping": "max_grad_norm", "Precision": "bf16", "DPO β": "beta",
                                "Hardness temperature τ": "hae_tau", "γst,γh": ("hae_gamma_st", "hae_gamma_h")}),
 }
-STEP_LIMITS = {"sft_num_train_epochs": "sft_max_steps", "dpo_num_train_epochs": "dpo_max_steps"}
+STEP_LIMITS = {"num_train_epochs": "max_steps"}
 THIS_RUN_ONLY = "This run only"
 NOT_RUN = "not run"
 
@@ -331,16 +331,16 @@ def _sample_count(data: str) -> str:
     return match.group(1) if match else "?"
 
 
-def _executed_parameters(run_dir: Path, notebook: str) -> dict | None:
-    """The parameters an executed notebook of the run used (its defaults, overridden by what papermill injected)."""
-    import nbformat
-
-    path = run_dir / f"{notebook}.ipynb"
+def trained_config(run_dir: Path, notebook: str) -> dict | None:
+    """The trainer fields a stage of the run trained with: notebook 02's run, or notebook 04's full HAE-DPO run
+    (else its first run), from the stage's metrics.json; None when the stage has not run."""
+    path = run_dir / notebook / "metrics.json"
     if not path.exists():
         return None
-    values = {k: p.default for k, p in config.notebook_parameters(path).items()}
-    values.update(nbformat.read(path, as_version=4).metadata.get("papermill", {}).get("parameters", {}))
-    return values
+    train = json.loads(path.read_text(encoding="utf-8")).get("train", {})
+    if "config" not in train:  # notebook 04: one run per label
+        train = train.get("hae") or next(iter(train.values()), {})
+    return train.get("config")
 
 
 def _hyperparameter_text(key, values: dict) -> str:
@@ -374,7 +374,7 @@ def table11_comparison(run_dir: str | Path, *, scale: str = "235B-A22B") -> pd.D
     sources = []
     for stage in stages:
         notebook, keys = HYPERPARAMETERS[stage]
-        values = _executed_parameters(run_dir, notebook)
+        values = trained_config(run_dir, notebook)
         if values is None:
             out[f"{stage} (ours)"] = NOT_RUN + f" ({notebook} missing)"
             continue
@@ -392,7 +392,7 @@ def table11_comparison(run_dir: str | Path, *, scale: str = "235B-A22B") -> pd.D
             if seconds is not None:
                 ours[f"Training time ({scale.split('-')[0]})"] = f"{seconds:.0f} s"
         out[f"{stage} (ours)"] = [ours.get(h, "") for h in out.index]
-        sources.append(f"{stage}: executed {notebook}.ipynb")
+        sources.append(f"{stage}: {notebook}/metrics.json")
     out = out[[c for s in stages for c in (f"{s} (paper)", f"{s} (ours)")]]
     out["ours from"] = "; ".join(sources)
     return out

@@ -1,213 +1,22 @@
-"""Shared training helpers (SFT and HAE-DPO): profile → parameters, batch arithmetic, checkpoints, model loading.
+"""Shared training helpers (SFT and HAE-DPO): the entry point, checkpoints, freezing, LoRA and model loading.
 
-A stage reads only the keys its spec declares from a flat profile and ignores the rest. A key may be
-written plain (`learning_rate`) or with the stage prefix (`sft_learning_rate`); the prefixed form wins,
-so one profile holds both the SFT and the HAE-DPO learning rate. `--key value` overrides win over both.
+The stages' fields are the config dataclasses of `configs` (TRL's SFTConfig / DPOConfig / ModelConfig, extended);
+recipes holding them are read by `recipe`.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
-
-import yaml
+from typing import Any, Callable
 
 from editcaption import paths
-from editcaption.config import ConfigError, profile_path
-
-
-@dataclass(frozen=True)
-class Key:
-    """One training parameter: accepted types (None in `types` allows null), default, one-line help."""
-
-    types: tuple
-    default: Any
-    help: str
-
-    def type_names(self) -> str:
-        return " or ".join("null" if t is None else t.__name__ for t in self.types)
-
-
-# Keys shared by every training stage. Names follow transformers' TrainingArguments / TRL where one exists.
-TRAINING_KEYS: dict[str, Key] = {
-    "model_name_or_path": Key((str,), None, "checkpoint folder or hub id to start from (required)"),
-    "output_dir": Key((str, None), None, "checkpoints, final model, metrics; null = outputs/<run_name>/<stage>"),
-    "run_name": Key((str, None), None, "the profile's run name (names the default output_dir)"),
-    "learning_rate": Key((float,), 1e-5, "peak learning rate (AdamW)"),
-    "num_train_epochs": Key((float,), 1.0, "epochs over the training set (ignored when max_steps > 0)"),
-    "max_steps": Key((int,), -1, "optimizer steps; -1 = use num_train_epochs"),
-    "per_device_train_batch_size": Key((int,), 1, "samples per process per micro-step"),
-    "global_batch_size": Key((int, None), None, "samples per optimizer step, all processes; null = per_device x world"),
-    "lr_scheduler_type": Key((str,), "cosine", "learning-rate schedule"),
-    "warmup_ratio": Key((float,), 0.03, "share of the steps spent warming up the learning rate"),
-    "weight_decay": Key((float,), 0.0, "AdamW weight decay"),
-    "max_grad_norm": Key((float,), 1.0, "gradient clipping norm"),
-    "bf16": Key((bool,), False, "bfloat16 mixed precision (GPU)"),
-    "gradient_checkpointing": Key((bool,), False, "recompute activations in backward (GPU memory)"),
-    "logging_steps": Key((int,), 10, "log loss and learning rate every n steps"),
-    "save_steps": Key((int,), 500, "write a checkpoint every n steps"),
-    "save_total_limit": Key((int, None), 2, "checkpoints kept; null = all"),
-    "seed": Key((int,), 0, "seed of model init (LoRA), data order and dropout"),
-    "dataloader_num_workers": Key((int,), 0, "data-loading worker processes"),
-    "report_to": Key((str,), "none", "experiment tracker (none, tensorboard, wandb)"),
-    "model_dtype": Key((str,), "auto", "dtype the weights load in: auto, bfloat16, float32"),
-    "attn_implementation": Key((str, None), None, "sdpa, eager, flash_attention_2; null = model default"),
-    "use_lora": Key((bool,), False, "train LoRA adapters instead of all weights"),
-    "lora_r": Key((int,), 16, "LoRA rank"),
-    "lora_alpha": Key((int,), 32, "LoRA scaling numerator"),
-    "lora_dropout": Key((float,), 0.05, "LoRA dropout"),
-    "lora_target_modules": Key((str, list), "all-linear", "PEFT target_modules: 'all-linear' or a list of names"),
-    "freeze_vision_tower": Key((bool,), False, "keep the vision encoder's weights fixed (no LoRA there either)"),
-    "freeze_merger": Key((bool,), False, "keep the vision-to-language mergers fixed (no LoRA there either)"),
-    "min_pixels": Key((int, None), None, "per-image pixel floor for the image processor; null = processor's"),
-    "max_pixels": Key((int, None), None, "per-image pixel budget for the image processor; null = processor's"),
-    "max_length": Key((int, None), None, "samples with more tokens are dropped and listed (never truncated)"),
-}
-
-
-def _type_ok(types: tuple, value: Any) -> bool:
-    for expected in types:
-        if expected is None and value is None:
-            return True
-        if expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return True
-        if expected is int and isinstance(value, int) and not isinstance(value, bool):
-            return True
-        if expected is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return True
-        if expected in (str, bool) and isinstance(value, expected):
-            return True
-    return False
-
-
-def _check(key: str, value: Any, spec: Key, where: str) -> Any:
-    if not _type_ok(spec.types, value):
-        hint = " (YAML reads 1e-5 as text: write 1.0e-5)" if float in spec.types and isinstance(value, str) else ""
-        found = f"{type(value).__name__} {value!r}"
-        raise ConfigError(f"{where}: key '{key}' expects {spec.type_names()}, found {found}{hint}")
-    return float(value) if spec.types[0] is float and value is not None else value
-
-
-def _parse_cli_value(key: str, text: str, spec: Key) -> Any:
-    """A command-line string → the key's type ('null'/'none' → None where allowed; lists as YAML or a,b,c)."""
-    lowered = text.strip().lower()
-    if None in spec.types and lowered in ("null", "none", "~"):
-        return None
-    if list in spec.types and ("," in text or text.startswith("[")):
-        try:
-            value = yaml.safe_load(text) if text.startswith("[") else [part.strip() for part in text.split(",")]
-        except yaml.YAMLError:
-            value = None
-        if isinstance(value, list):
-            return value
-    for expected in spec.types:
-        try:
-            if expected is bool and lowered in ("true", "false"):
-                return lowered == "true"
-            if expected is int:
-                return int(text)
-            if expected is float:
-                return float(text)
-        except ValueError:
-            continue
-        if expected is str:
-            return text
-    raise ConfigError(f"command line: key '{key}' expects {spec.type_names()}, found {text!r}")
-
-
-def load_training_params(
-    profile: str | Path | Mapping[str, Any] | None,
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    spec: Mapping[str, Key] = TRAINING_KEYS,
-    prefix: str = "",
-) -> dict[str, Any]:
-    """Resolve every key of `spec` from defaults < profile `key` < profile `<prefix>key` < overrides.
-
-    `profile` is a YAML path or an already-loaded mapping; keys the spec does not know are ignored
-    (they belong to other notebooks). Override values may be strings from the command line.
-    """
-    where = "profile"
-    values: Mapping[str, Any] = {}
-    if isinstance(profile, (str, Path)):
-        where = str(profile)
-        if not Path(profile).is_file():
-            raise ConfigError(f"profile {profile} not found")
-        try:
-            values = yaml.safe_load(Path(profile).read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{profile}: not valid YAML: {exc}") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{profile}: a profile must be a flat mapping, found {type(values).__name__}")
-    elif profile is not None:
-        values = profile
-
-    params = {key: s.default for key, s in spec.items()}
-    for key, s in spec.items():
-        for name in (key, prefix + key) if prefix and not key.startswith(prefix) else (key,):
-            if name in values:
-                params[key] = _check(name, values[name], s, where)
-    for name, value in (overrides or {}).items():
-        key = name[len(prefix):] if prefix and name.startswith(prefix) and name[len(prefix):] in spec else name
-        if key not in spec:
-            raise ConfigError(f"command line: unknown key '{name}'; known keys: {', '.join(sorted(spec))}")
-        if isinstance(value, str):
-            value = _parse_cli_value(name, value, spec[key])
-        params[key] = _check(name, value, spec[key], "command line")
-    return params
-
-
-def parse_overrides(argv: list[str]) -> dict[str, str]:
-    """`--key value` / `--key=value` pairs → {key: "value"} (typed later against the spec)."""
-    overrides: dict[str, str] = {}
-    index = 0
-    while index < len(argv):
-        token = argv[index]
-        if not token.startswith("--") or token == "--":
-            raise ConfigError(f"command line: expected --key value, found {token!r}")
-        if "=" in token:
-            key, value = token[2:].split("=", 1)
-            index += 1
-        else:
-            if index + 1 >= len(argv):
-                raise ConfigError(f"command line: {token} has no value")
-            key, value = token[2:], argv[index + 1]
-            index += 2
-        overrides[key.replace("-", "_")] = value
-    return overrides
-
-
-def world_size() -> int:
-    """Number of training processes (set by accelerate launch / torchrun; 1 when run directly)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def cpu_ddp_backend() -> str | None:
-    """"gloo" for several processes without CUDA (else accelerate sees one process under DeepSpeed); None = default."""
-    import torch
-
-    return "gloo" if world_size() > 1 and not torch.cuda.is_available() else None
-
-
-def gradient_accumulation(global_batch_size: int | None, per_device_batch_size: int, n_processes: int) -> int:
-    """Accumulation steps so that per_device × processes × steps = global batch; it must divide exactly."""
-    if per_device_batch_size < 1 or n_processes < 1:
-        raise ConfigError(
-            f"per_device_train_batch_size ({per_device_batch_size}) and world size ({n_processes}) must be >= 1")
-    per_step = per_device_batch_size * n_processes
-    if global_batch_size is None:
-        return 1
-    if global_batch_size < 1 or global_batch_size % per_step:
-        raise ConfigError(
-            f"global_batch_size {global_batch_size} is not a positive multiple of per_device_train_batch_size "
-            f"{per_device_batch_size} x world size {n_processes} = {per_step}; "
-            f"pick a global batch divisible by {per_step}"
-        )
-    return global_batch_size // per_step
+from editcaption.config import ConfigError
+from editcaption.train.configs import world_size
+from editcaption.train.recipe import parse_stage_args
 
 
 def finish_distributed() -> None:
@@ -221,22 +30,11 @@ def finish_distributed() -> None:
         dist.destroy_process_group()
 
 
-def run_entry_point(argv: list[str] | None, *, description: str, epilog: str, spec: Mapping[str, Key], prefix: str,
-                    train: Callable[[dict[str, Any]], Any], check: Callable[[dict[str, Any]], None] | None = None) -> int:
-    """`python -m editcaption.train.<stage> --profile P [--key value ...]`: resolve the stage's parameters
-    (a bad key or value exits with the message), train, then end the process cleanly."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=description, epilog=epilog)
-    parser.add_argument("--profile", required=True, help="profile name (params/<name>.yaml) or YAML path")
-    known, rest = parser.parse_known_args(argv)
-    try:
-        params = load_training_params(profile_path(known.profile), parse_overrides(rest), spec=spec, prefix=prefix)
-        if check is not None:
-            check(params)
-    except ConfigError as exc:
-        parser.error(str(exc))
-    train(params)
+def run_entry_point(stage: str, argv: list[str] | None, train: Callable[..., Any]) -> int:
+    """`python -m editcaption.train.<stage> --config RECIPE [--field value ...]`: parse the stage's configs with
+    TRL's TrlParser (a bad key or value exits with the message), train, then end the process cleanly."""
+    args, model_args = parse_stage_args(stage, argv)
+    train(args, model_args)
     return exit_entry_point(0)
 
 
@@ -253,36 +51,21 @@ def exit_entry_point(code: int = 0) -> int:
     return code
 
 
-def trainer_arguments(params: Mapping[str, Any], output_dir: Path, accumulation: int) -> dict[str, Any]:
-    """The TrainingArguments fields every stage sets from its parameters (SFTConfig and HAEDPOConfig add
-    their own); max_length=None because over-long samples are dropped beforehand, never truncated."""
-    if not 0 <= params["warmup_ratio"] < 1:
-        raise ValueError(f"warmup_ratio must be in [0, 1), found {params['warmup_ratio']}")
-    return dict(
-        output_dir=str(output_dir),
-        run_name=params["run_name"],
-        learning_rate=params["learning_rate"],
-        num_train_epochs=params["num_train_epochs"],
-        max_steps=params["max_steps"],
-        per_device_train_batch_size=params["per_device_train_batch_size"],
-        gradient_accumulation_steps=accumulation,
-        lr_scheduler_type=params["lr_scheduler_type"],
-        warmup_steps=params["warmup_ratio"],  # transformers 5: a float < 1 is a ratio of the total steps
-        weight_decay=params["weight_decay"],
-        max_grad_norm=params["max_grad_norm"],
-        bf16=params["bf16"],
-        gradient_checkpointing=params["gradient_checkpointing"],
-        logging_steps=params["logging_steps"],
-        save_strategy="steps",
-        save_steps=params["save_steps"],
-        save_total_limit=params["save_total_limit"],
-        seed=params["seed"],
-        data_seed=params["seed"],
-        dataloader_num_workers=params["dataloader_num_workers"],
-        report_to=params["report_to"],
-        ddp_backend=cpu_ddp_backend(),
-        max_length=None,
-    )
+def check_output_dir(args) -> Path:
+    """The run's folder; TrainingArguments' own default ("trainer_output" in the working directory) is refused."""
+    if not args.output_dir or Path(args.output_dir).name == "trainer_output":
+        raise ValueError("set output_dir (the notebooks set outputs/<run_name>/<stage>)")
+    return Path(args.output_dir)
+
+
+def effective_config(args, model_args) -> dict[str, Any]:
+    """The fields a run trained with, after the dataclasses settled them (JSON values only)."""
+    out = {}
+    for name, value in {**dataclasses.asdict(model_args), **args.to_dict()}.items():
+        if isinstance(value, (str, int, float, bool, type(None))) or (
+                isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value)):
+            out[name] = value
+    return out
 
 
 def describe_batch(per_device_batch_size: int, n_processes: int, accumulation: int) -> str:
@@ -359,23 +142,21 @@ def freeze(model, prefixes: list[str]) -> int:
     return count
 
 
-def lora_config(params: Mapping[str, Any], model, excluded_prefixes: list[str]):
-    """A PEFT LoraConfig from the lora_* keys; linear layers under frozen parts get no adapter."""
+def lora_config(model_args, model, excluded_prefixes: list[str]):
+    """TRL's LoraConfig from the model config's lora_* fields (`get_peft_config`); linear layers under frozen parts
+    get no adapter. A one-name list ["all-linear"] (how the command line gives it) is PEFT's "all-linear"."""
     import torch
-    from peft import LoraConfig
+    from trl import get_peft_config
 
+    config = get_peft_config(model_args)
+    if config.target_modules == {"all-linear"} or config.target_modules == ["all-linear"]:
+        config.target_modules = "all-linear"
     excluded = [
         name for name, module in model.named_modules()
         if isinstance(module, torch.nn.Linear) and any(name.startswith(p + ".") for p in excluded_prefixes)
     ]
-    return LoraConfig(
-        r=params["lora_r"],
-        lora_alpha=params["lora_alpha"],
-        lora_dropout=params["lora_dropout"],
-        target_modules=params["lora_target_modules"],
-        exclude_modules=excluded or None,
-        task_type="CAUSAL_LM",
-    )
+    config.exclude_modules = excluded or None
+    return config
 
 
 def _zero3_aware_transpose() -> None:
@@ -405,22 +186,36 @@ def _zero3_aware_transpose() -> None:
     transpose.convert = convert
 
 
-def load_for_training(params: Mapping[str, Any]):
-    """Model (frozen parts applied) + processor (pixel budget applied) + LoraConfig or None."""
+def model_kwargs(model_args) -> dict[str, Any]:
+    """`from_pretrained` keyword arguments from the model config: revision, dtype, attention, and TRL's
+    quantisation config when load_in_4bit / load_in_8bit is set."""
+    from trl import get_quantization_config
+
+    kwargs: dict[str, Any] = {"revision": model_args.model_revision, "dtype": model_args.dtype}
+    if model_args.attn_implementation:
+        kwargs["attn_implementation"] = model_args.attn_implementation
+    quantization = get_quantization_config(model_args)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+    return kwargs
+
+
+def load_for_training(model_args):
+    """Model (frozen parts applied) + processor (pixel budget applied) + LoraConfig or None, from a
+    `configs.VisionModelConfig`."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from transformers.integrations import is_deepspeed_zero3_enabled
 
-    source = paths.model_source(params["model_name_or_path"])
-    processor = AutoProcessor.from_pretrained(source)
-    apply_pixel_budget(processor, params["min_pixels"], params["max_pixels"])
-    kwargs = {"dtype": params["model_dtype"]}
-    if params["attn_implementation"]:
-        kwargs["attn_implementation"] = params["attn_implementation"]
+    if not model_args.model_name_or_path:
+        raise ConfigError("model_name_or_path is not set (the notebook or the command line gives the checkpoint)")
+    source = paths.model_source(model_args.model_name_or_path)
+    processor = AutoProcessor.from_pretrained(source, revision=model_args.model_revision)
+    apply_pixel_budget(processor, model_args.min_pixels, model_args.max_pixels)
     if is_deepspeed_zero3_enabled():
         _zero3_aware_transpose()
-    model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
-    prefixes = frozen_prefixes(model, params["freeze_vision_tower"], params["freeze_merger"])
-    peft_config = lora_config(params, model, prefixes) if params["use_lora"] else None
+    model = AutoModelForImageTextToText.from_pretrained(source, **model_kwargs(model_args))
+    prefixes = frozen_prefixes(model, model_args.freeze_vision_tower, model_args.freeze_merger)
+    peft_config = lora_config(model_args, model, prefixes) if model_args.use_peft else None
     frozen = freeze(model, prefixes)
     if prefixes:
         print(f"frozen: {', '.join(prefixes)} ({frozen:,} parameters)")

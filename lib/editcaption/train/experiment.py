@@ -20,7 +20,9 @@ import pandas as pd
 from editcaption import paths
 from editcaption.eval import targeted
 from editcaption.train import launch
-from editcaption.train.hae_dpo import VARIANTS
+from editcaption.train import margin
+from editcaption.train.recipe import read_recipe, resolved, with_run
+from editcaption.train.configs import VARIANTS
 from editcaption.train.sft import final_model_dir, read_train_metrics
 
 DPO_MODULE = "editcaption.train.hae_dpo"
@@ -43,9 +45,9 @@ def parse_seeds(text: str, default: int) -> list[int]:
     """"0,1,2" -> [0, 1, 2]; empty -> [default]; repeated or non-integer seeds raise."""
     if not text.strip():
         return [default]
-    values = parse_numbers(text, "dpo_seeds")
+    values = parse_numbers(text, "train_seeds")
     if any(not v.is_integer() for v in values) or len(set(values)) != len(values):
-        raise ValueError(f"dpo_seeds {text!r}: expected distinct integers")
+        raise ValueError(f"train_seeds {text!r}: expected distinct integers")
     return [int(v) for v in values]
 
 
@@ -54,7 +56,7 @@ def parse_variants(text: str) -> list[str]:
     variants = [v.strip() for v in text.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
     if not variants or unknown or len(set(variants)) != len(variants):
-        raise ValueError(f"dpo_variants {text!r}: expected distinct names from {sorted(VARIANTS)}")
+        raise ValueError(f"hae_variants {text!r}: expected distinct names from {sorted(VARIANTS)}")
     return variants
 
 
@@ -63,29 +65,71 @@ def run_label(variant: str, seed: int, first_seed: int) -> str:
     return variant if seed == first_seed else f"{variant}_seed{seed}"
 
 
-def train_run(params: Mapping[str, Any], run_dir: str | Path, *, accelerate_config: str = "",
+def nll_fields(chosen_nll_weight: float) -> dict[str, Any]:
+    """TRL's loss fields for a weight of the chosen answer's NLL: ["sigmoid"] alone at 0 (the paper's loss),
+    else ["sigmoid", "sft"] weighted [1, w] (TRL's "sft" term is the chosen answer's NLL per token)."""
+    if chosen_nll_weight:
+        return {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, float(chosen_nll_weight)]}
+    return {"loss_type": ["sigmoid"], "loss_weights": None}
+
+
+def chosen_nll_weight(recipe: Mapping[str, Any]) -> float:
+    """The weight of TRL's "sft" term in a recipe's loss (0 without one)."""
+    loss_type = recipe.get("loss_type", ["sigmoid"])
+    loss_type = [loss_type] if isinstance(loss_type, str) else list(loss_type)
+    if "sft" not in loss_type:
+        return 0.0
+    weights = recipe.get("loss_weights") or [1.0] * len(loss_type)
+    return float(weights[loss_type.index("sft")])
+
+
+def budget_fields(budget: Mapping[str, float]) -> dict[str, Any]:
+    """A budget {learning_rate, chosen_nll_weight} as the trainer's fields."""
+    return {"learning_rate": float(budget["learning_rate"]), **nll_fields(budget["chosen_nll_weight"])}
+
+
+def run_recipe(recipe_path: str | Path, sft_model: str | Path, preference_dir: str | Path, *, seed: int,
+               run_name: str) -> dict[str, Any]:
+    """The DPO recipe with this run's fields: start from the SFT model, keep it frozen as the reference, train on
+    notebook 03's preference set, with the run's seed (each variant's runs replace the seed)."""
+    return with_run(read_recipe(recipe_path, "dpo"), "dpo", model_name_or_path=str(sft_model),
+                    ref_model_name_or_path=str(sft_model), dataset_path=str(preference_dir), seed=seed,
+                    run_name=run_name)
+
+
+def reference_margins(recipe: Mapping[str, Any], *, limit: int = 0) -> pd.DataFrame:
+    """Eq. 3's margin terms over the recipe's preference set, from its reference model, at its configured
+    γ_st, γ_h, τ and ℓ_ref aggregation (`margin.reference_margins`)."""
+    fields = resolved(recipe, "dpo")
+    return margin.reference_margins(fields["ref_model_name_or_path"] or fields["model_name_or_path"],
+                                    fields["dataset_path"], gamma_st=fields["hae_gamma_st"],
+                                    gamma_h=fields["hae_gamma_h"], tau=fields["hae_tau"],
+                                    hardness_logp=fields["hae_hardness_logp"], limit=limit)
+
+
+def train_run(recipe: Mapping[str, Any], run_dir: str | Path, *, accelerate_config: str = "",
               num_processes: int = 1) -> dict[str, Any]:
-    """One HAE-DPO run into `run_dir`: its wall time, its train metrics (with the log history), the parameters it
-    was launched with, its folder and its model."""
+    """One HAE-DPO run into `run_dir`: its wall time, its train metrics (with the log history), the recipe it
+    was launched with (without its folder), its folder and its model."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    seconds = launch.run_training(DPO_MODULE, {**params, "output_dir": str(run_dir)}, run_dir,
+    seconds = launch.run_training(DPO_MODULE, {**recipe, "output_dir": str(run_dir)}, run_dir,
                                   accelerate_config=accelerate_config, num_processes=num_processes)
-    return {"seconds": seconds, "metrics": read_train_metrics(run_dir), "params": dict(params), "dir": str(run_dir),
+    return {"seconds": seconds, "metrics": read_train_metrics(run_dir), "params": dict(recipe), "dir": str(run_dir),
             "model": str(final_model_dir(run_dir, merged_out=run_dir / "merged"))}
 
 
-def train_variants(variants: Sequence[str], seeds: Sequence[int], params: Mapping[str, Any], stage_dir: str | Path, *,
-                   done: Sequence[Mapping[str, Any]] = (), accelerate_config: str = "",
+def train_variants(variants: Sequence[str], seeds: Sequence[int], recipe: Mapping[str, Any], stage_dir: str | Path, *,
+                   budget: Mapping[str, float], done: Sequence[Mapping[str, Any]] = (), accelerate_config: str = "",
                    num_processes: int = 1) -> dict[str, dict[str, Any]]:
-    """Every (variant, seed) run from the same parameters (model, reference, data, budget): run label ->
+    """Every (variant, seed) run from the same recipe (model, reference, data) at the chosen budget: run label ->
     {variant, seed, seconds, metrics, params, dir, model, reused}. A run of `done` (the budget sweep's) launched
-    with exactly the parameters a (variant, seed) needs is taken as it is (`reused` True) instead of trained
+    with exactly the fields a (variant, seed) needs is taken as it is (`reused` True) instead of trained
     again: plain DPO with the first seed at the chosen budget is the sweep's winning run."""
     runs = {}
     for seed, variant in itertools.product(seeds, variants):
         label = run_label(variant, seed, seeds[0])
-        run_params = {**params, "dpo_variant": variant, "seed": seed}
+        run_params = {**recipe, **budget_fields(budget), "hae_variant": variant, "seed": seed}
         same = [run for run in done if run["params"] == run_params]
         if same:
             print(f"{label}: the sweep's run {same[0]['dir']} has these parameters; taken as it is")
@@ -150,14 +194,20 @@ class Sweep:
     runs: list[dict[str, Any]]
 
 
-def sweep_budget(learning_rates: Sequence[float], nll_weights: Sequence[float], params: Mapping[str, Any],
+def sweep_budget(learning_rates: str | Sequence[float], nll_weights: str | Sequence[float], recipe: Mapping[str, Any],
                  validation: Mapping[str, datasets.Dataset], stage_dir: str | Path, *, sft_model: str,
                  batch_size: int = 16, max_new_tokens: int = 48, seed: int = 0, accelerate_config: str = "",
                  num_processes: int = 1) -> Sweep:
     """Plain DPO at every (learning rate, NLL weight) of the grid; each model and the SFT model write an
     instruction for every validation pair; the setting with the lowest pooled P0 error rate wins. With no
-    grid the configured budget is kept and nothing is trained."""
-    configured = {"learning_rate": params["learning_rate"], "chosen_nll_weight": params["chosen_nll_weight"]}
+    grid the recipe's budget (its learning_rate, its "sft" loss weight) is kept and nothing is trained. The grids
+    may be given as comma-separated text (notebook 04's sweep_learning_rates, sweep_chosen_nll_weights)."""
+    if isinstance(learning_rates, str):
+        learning_rates = parse_numbers(learning_rates, "sweep_learning_rates")
+    if isinstance(nll_weights, str):
+        nll_weights = parse_numbers(nll_weights, "sweep_chosen_nll_weights")
+    lr = recipe.get("learning_rate", resolved(recipe, "dpo")["learning_rate"])
+    configured = {"learning_rate": float(lr), "chosen_nll_weight": chosen_nll_weight(recipe)}
     grid = [{"learning_rate": lr, "chosen_nll_weight": w}
             for lr in (learning_rates or [configured["learning_rate"]])
             for w in (nll_weights or [configured["chosen_nll_weight"]])]
@@ -168,7 +218,7 @@ def sweep_budget(learning_rates: Sequence[float], nll_weights: Sequence[float], 
     models, runs = {"SFT": sft_model}, []
     for setting in grid:
         label = f"lr{setting['learning_rate']:g}_nll{setting['chosen_nll_weight']:g}"
-        runs.append(train_run({**params, **setting, "dpo_variant": "dpo"}, Path(stage_dir) / label,
+        runs.append(train_run({**recipe, **budget_fields(setting), "hae_variant": "dpo"}, Path(stage_dir) / label,
                               accelerate_config=accelerate_config, num_processes=num_processes))
         models[label] = runs[-1]["model"]
     scores = targeted.score_models(models, validation, Path(stage_dir) / "generations", batch_size=batch_size,
@@ -232,14 +282,14 @@ def run_seeds(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[str, int
 
 
 def stage_inputs(run_name: str, output_root: str | Path, *, sft_model_path: str, preference_data_path: str,
-                 targeted_validation_path: str, dpo_variants: str, dpo_seeds: str, seed: int):
+                 targeted_validation_path: str, hae_variants: str, train_seeds: str, seed: int):
     """Notebook 04's inputs, each from its path parameter or from what notebooks 01-03 recorded for the run:
     (SFT model, preference set folder, targeted validation subsets, variants, seeds), printed in one line."""
     sft_model = paths.sft_model(sft_model_path, run_name, output_root)
     preference_dir = paths.upstream(preference_data_path, run_name, "03_preference_data", "preferences", output_root)
     validation = targeted.load_subsets(paths.upstream(targeted_validation_path, run_name, "01_dataset_construction",
                                                       "targeted/validation", output_root))
-    variants, seeds = parse_variants(dpo_variants), parse_seeds(dpo_seeds, seed)
+    variants, seeds = parse_variants(hae_variants), parse_seeds(train_seeds, seed)
     print(f"SFT model {sft_model}; preferences {preference_dir}; variants {variants} x seeds {seeds}; "
           f"validation subsets {({m: len(p) for m, p in validation.items()})}")
     return sft_model, preference_dir, validation, variants, seeds

@@ -3,100 +3,51 @@
     L = −log σ(β·[log πθ(y_w)/πref(y_w) − log πθ(y_r)/πref(y_r)] − m_i)
     m_i = γ_st · s_i · c(t_i) + γ_h · σ((ℓ_ref(y_r) − ℓ_ref(y_w)) / τ)
 
-    python -m editcaption.train.hae_dpo --profile params/X.yaml [--key value ...]
-    accelerate launch --config_file params/accelerate/zero3.yaml -m editcaption.train.hae_dpo --profile ...
+    python -m editcaption.train.hae_dpo --config params/recipes/demo/dpo.yaml [--field value ...]
+    accelerate launch --config_file params/accelerate/zero3.yaml -m editcaption.train.hae_dpo --config ...
 
 `HAEDPOTrainer` lets TRL's `DPOTrainer` run its two forward passes (policy, frozen reference) and log its
 metrics, records the per-token log-probabilities of both passes with forward hooks, and returns the margin
 loss built from them: no extra forward pass, and the logged rewards stay TRL's true DPO rewards. The margin
-terms are logged beside them (`hae/...`). `dpo_variant` picks a row of table 4: dpo (γ_st = γ_h = 0),
+terms are logged beside them (`hae/...`). The fields are `configs.HAEDPOConfig` (TRL's DPOConfig plus the margin's)
+and `configs.VisionModelConfig`. `hae_variant` picks a row of table 4: dpo (γ_st = γ_h = 0),
 st_only (γ_h = 0), h_only (γ_st = 0), hae (both).
 """
 from __future__ import annotations
 
+import copy
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from trl import DPOConfig, DPOTrainer
+from trl import DPOTrainer
 
 from editcaption import paths
-from editcaption.config import ConfigError
-from editcaption.data.preference_rows import BAD_ROWS, load_preferences
+from editcaption.data.preference_rows import load_preferences
 from editcaption.rubric import ERROR_TYPES, SEVERITIES
 from editcaption.train.common import (
-    TRAINING_KEYS,
-    Key,
-    cpu_ddp_backend,
+    check_output_dir,
     describe_batch,
-    gradient_accumulation,
+    effective_config,
     last_checkpoint,
     load_for_training,
+    model_kwargs,
     run_entry_point,
-    trainer_arguments,
-    world_size,
 )
+from editcaption.train.configs import HAEDPOConfig, VisionModelConfig, cpu_ddp_backend, world_size
 from editcaption.train.margin import completion_logps, hae_margin, label_indices
 from editcaption.train.sft import drop_long_samples, sample_lengths
 
 STAGE = "04_hae_dpo"
-PREFIX = "dpo_"
-VARIANTS = {"dpo": (0.0, 0.0), "st_only": (1.0, 0.0), "h_only": (0.0, 1.0), "hae": (1.0, 1.0)}  # γ_st, γ_h on/off
-HARDNESS_LOGP = ("mean", "sum")
 LABEL_COLUMNS = ("severity", "error_type")  # dataset columns carried through TRL's preprocessing
 SEVERITY_KEY, ERROR_TYPE_KEY = "hae_severity", "hae_error_type"  # their index tensors in a collated batch
 SKIPPED_FILE = "skipped_preferences.jsonl"
 DROPPED_FILE = "dropped_samples.jsonl"
 METRICS_FILE = "train_metrics.json"
-
-DPO_KEYS: dict[str, Key] = {
-    **TRAINING_KEYS,
-    "learning_rate": Key((float,), 5e-6, "peak learning rate (AdamW); appendix C: 5e-6"),
-    "num_train_epochs": Key((float,), 4.0, "epochs over the preference set (unless max_steps > 0); appendix C: 4"),
-    "preference_data_path": Key((str,), None, "`datasets` folder of preference rows (records.PREFERENCE_FEATURES)"),
-    "dpo_ref_model": Key((str, None), None, "frozen reference checkpoint; null = model_name_or_path (the SFT model)"),
-    "dpo_variant": Key((str,), "hae",
-                       "table 4 row: dpo (no margin), st_only (severity x type), h_only (hardness), hae (both)"),
-    "beta": Key((float,), 0.1, "DPO β"),
-    "chosen_nll_weight": Key((float,), 0.0, "weight of TRL's 'sft' loss term (the chosen answer's NLL per token) "
-                                            "added to the margin loss; 0 = the paper's loss"),
-    "hae_tau": Key((float,), 1.0, "hardness temperature τ"),
-    "hae_gamma_st": Key((float,), 1.0, "γ_st, weight of the severity x type term"),
-    "hae_gamma_h": Key((float,), 1.0, "γ_h, weight of the hardness term"),
-    "hae_hardness_logp": Key((str,), "mean", "ℓ_ref of the hardness term: mean (per completion token) or sum"),
-    "preference_bad_rows": Key((str,), "error", "invalid preference rows: error (stop, naming the row) or skip "
-                                                "(leave out, count, list in skipped_preferences.jsonl)"),
-}
-
-
-@dataclass
-class HAEDPOConfig(DPOConfig):
-    """DPOConfig plus the HAE margin: the variant, γ_st, γ_h, τ and how ℓ_ref is aggregated over tokens."""
-
-    hae_variant: str = field(default="hae", metadata={"help": f"one of {sorted(VARIANTS)}"})
-    hae_gamma_st: float = field(default=1.0, metadata={"help": "γ_st (used by st_only and hae)"})
-    hae_gamma_h: float = field(default=1.0, metadata={"help": "γ_h (used by h_only and hae)"})
-    hae_tau: float = field(default=1.0, metadata={"help": "hardness temperature τ > 0"})
-    hae_hardness_logp: str = field(default="mean", metadata={"help": "mean or sum of ref log-probs per completion"})
-
-    def __post_init__(self):
-        if self.hae_variant not in VARIANTS:
-            raise ValueError(f"hae_variant {self.hae_variant!r} is not one of {sorted(VARIANTS)}")
-        if self.hae_hardness_logp not in HARDNESS_LOGP:
-            raise ValueError(f"hae_hardness_logp {self.hae_hardness_logp!r} is not one of {HARDNESS_LOGP}")
-        if self.hae_tau <= 0:
-            raise ValueError(f"hae_tau must be > 0, got {self.hae_tau}")
-        super().__post_init__()
-
-    @property
-    def hae_gammas(self) -> tuple[float, float]:
-        """(γ_st, γ_h) in effect for the variant."""
-        on_st, on_h = VARIANTS[self.hae_variant]
-        return on_st * self.hae_gamma_st, on_h * self.hae_gamma_h
 
 
 @dataclass
@@ -224,40 +175,6 @@ def preference_lengths(dataset, processor) -> list[int]:
 
 # --- entry point ---------------------------------------------------------------------------------
 
-def check_choices(params: Mapping[str, Any]) -> None:
-    """The keys with a closed set of values hold one of them (ConfigError naming the key otherwise)."""
-
-    for key, allowed in (("dpo_variant", VARIANTS), ("hae_hardness_logp", HARDNESS_LOGP),
-                         ("preference_bad_rows", BAD_ROWS)):
-        if params[key] not in allowed:
-            raise ConfigError(f"key '{key}' expects one of {sorted(allowed)}, found {params[key]!r}")
-
-
-def resolve_output_dir(params: Mapping[str, Any]) -> Path:
-    """output_dir, else outputs/<run_name>/04_hae_dpo/<variant>."""
-    if params["output_dir"]:
-        return Path(params["output_dir"])
-    if not params["run_name"]:
-        raise ValueError(f"set output_dir (or run_name, for outputs/<run_name>/{STAGE}/<variant>)")
-
-    return paths.stage_dir(params["run_name"], STAGE) / params["dpo_variant"]
-
-
-def dpo_config(params: Mapping[str, Any], output_dir: Path, accumulation: int) -> HAEDPOConfig:
-    """HAEDPOConfig from the parameters; max_length=None because over-long samples are dropped beforehand."""
-    return HAEDPOConfig(
-        **trainer_arguments(params, output_dir, accumulation),
-        beta=params["beta"],
-        loss_type=["sigmoid", "sft"] if params["chosen_nll_weight"] else ["sigmoid"],
-        loss_weights=[1.0, params["chosen_nll_weight"]] if params["chosen_nll_weight"] else None,
-        hae_variant=params["dpo_variant"],
-        hae_gamma_st=params["hae_gamma_st"],
-        hae_gamma_h=params["hae_gamma_h"],
-        hae_tau=params["hae_tau"],
-        hae_hardness_logp=params["hae_hardness_logp"],
-    )
-
-
 def _init_zero3_process_group(args: HAEDPOConfig) -> None:
     """Start DeepSpeed's process group on gloo (several CPU processes) before any model loads inside zero.Init."""
     from transformers.integrations import is_deepspeed_zero3_enabled
@@ -270,16 +187,14 @@ def _init_zero3_process_group(args: HAEDPOConfig) -> None:
     deepspeed.init_distributed(dist_backend=backend)
 
 
-def load_reference(params: Mapping[str, Any]):
-    """The explicit reference model (dpo_ref_model), or None to let TRL load model_name_or_path again."""
-    if not params["dpo_ref_model"] or params["dpo_ref_model"] == params["model_name_or_path"]:
+def load_reference(args: HAEDPOConfig, model_args: VisionModelConfig):
+    """The explicit reference model (ref_model_name_or_path), or None to let TRL load model_name_or_path again."""
+    if not args.ref_model_name_or_path or args.ref_model_name_or_path == model_args.model_name_or_path:
         return None
     from transformers import AutoModelForImageTextToText
 
-    kwargs = {"dtype": params["model_dtype"]}
-    if params["attn_implementation"]:
-        kwargs["attn_implementation"] = params["attn_implementation"]
-    return AutoModelForImageTextToText.from_pretrained(paths.model_source(params["dpo_ref_model"]), **kwargs).eval()
+    return AutoModelForImageTextToText.from_pretrained(paths.model_source(args.ref_model_name_or_path),
+                                                       **model_kwargs(model_args)).eval()
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -287,36 +202,35 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
 
 
-def train_hae_dpo(params: Mapping[str, Any], *, callbacks: list | None = None) -> dict[str, Any]:
+def train_hae_dpo(args: HAEDPOConfig, model_args: VisionModelConfig, *, callbacks: list | None = None) -> dict[str, Any]:
     """Run (or resume) one HAE-DPO variant; returns the metrics also written to output_dir/train_metrics.json."""
 
-    for required in ("model_name_or_path", "preference_data_path"):
-        if not params.get(required):
-            raise ValueError(f"the profile or command line must set '{required}'")
-    check_choices(params)
-    n_processes = world_size()
-    per_device = params["per_device_train_batch_size"]
-    accumulation = gradient_accumulation(params["global_batch_size"], per_device, n_processes)
-    output_dir = resolve_output_dir(params)
-    args = dpo_config(params, output_dir, accumulation)  # before the models: sets up ZeRO-3 init under DeepSpeed
+    if not args.dataset_path:
+        raise ValueError("dataset_path is not set (the preference set's `datasets` folder)")
+    output_dir = check_output_dir(args)
     _init_zero3_process_group(args)
+    n_processes = world_size()
+    per_device, accumulation = args.per_device_train_batch_size, args.gradient_accumulation_steps
     main = args.process_index == 0
+    gamma_st, gamma_h = args.hae_gammas
     if main:
         print(describe_batch(per_device, n_processes, accumulation))
-        print(f"HAE-DPO variant {args.hae_variant}: beta {args.beta}, gamma_st {args.hae_gammas[0]}, "
-              f"gamma_h {args.hae_gammas[1]}, tau {args.hae_tau}, hardness l_ref = {args.hae_hardness_logp}")
+        print(f"HAE-DPO variant {args.hae_variant}: beta {args.beta}, gamma_st {gamma_st}, "
+              f"gamma_h {gamma_h}, tau {args.hae_tau}, hardness l_ref = {args.hae_hardness_logp}")
 
-    model, processor, peft_config = load_for_training(params)
+    model, processor, peft_config = load_for_training(model_args)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    ref_model = load_reference(params)
+    ref_model = load_reference(args, model_args)
     with args.main_process_first(desc="preference data"):
-        dataset, skipped = load_preferences(params["preference_data_path"], bad_rows=params["preference_bad_rows"])
+        dataset, skipped = load_preferences(args.dataset_path, bad_rows=args.bad_rows)
     if main and skipped:
         _write_jsonl(output_dir / SKIPPED_FILE, skipped)
         print(f"skipped {len(skipped)} invalid preference rows (listed in {output_dir / SKIPPED_FILE})")
     lengths = preference_lengths(dataset, processor)
-    dataset, dropped = drop_long_samples(
-        dataset, lengths, params["max_length"], output_dir / DROPPED_FILE if main else None)
+    dataset, dropped = drop_long_samples(dataset, lengths, args.max_length, output_dir / DROPPED_FILE if main else None)
+    config = effective_config(args, model_args)
+    args = copy.copy(args)  # the caller's config stays as given
+    args.max_length = None  # longer samples are gone: TRL must not truncate (it would cut image tokens)
     if main:
         mean = sum(lengths) / len(lengths)
         print(f"{len(dataset)} preference pairs; tokens per sequence: max {max(lengths)}, mean {mean:.0f}")
@@ -331,27 +245,17 @@ def train_hae_dpo(params: Mapping[str, Any], *, callbacks: list | None = None) -
     final_dir = output_dir / "final"
     trainer.save_model(str(final_dir))
     trainer.save_state()
-    gamma_st, gamma_h = args.hae_gammas
     metrics = {
         "train_loss": result.training_loss,
         "train_runtime": result.metrics.get("train_runtime"),
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
         "train_steps_per_second": result.metrics.get("train_steps_per_second"),
         "global_step": trainer.state.global_step,
-        "dpo_variant": args.hae_variant,
-        "learning_rate": args.learning_rate,
-        "beta": args.beta,
-        "chosen_nll_weight": params["chosen_nll_weight"],
-        "hae_gamma_st": gamma_st,  # in effect for the variant (0 where it is off)
-        "hae_gamma_h": gamma_h,
-        "hae_gamma_st_configured": params["hae_gamma_st"],
-        "hae_gamma_h_configured": params["hae_gamma_h"],
-        "freeze_vision_tower": params["freeze_vision_tower"],
-        "freeze_merger": params["freeze_merger"],
+        "hae_variant": args.hae_variant,
+        "gamma": {"configured": {"st": args.hae_gamma_st, "h": args.hae_gamma_h},  # the recipe's values
+                  "effective": {"st": gamma_st, "h": gamma_h}},  # in effect for the variant (0 where it is off)
         "frozen_parameters": frozen,
-        "hae_tau": args.hae_tau,
-        "hae_hardness_logp": args.hae_hardness_logp,
-        "reference_model": params["dpo_ref_model"] or params["model_name_or_path"],
+        "reference_model": args.ref_model_name_or_path or model_args.model_name_or_path,
         "world_size": n_processes,
         "per_device_train_batch_size": per_device,
         "gradient_accumulation_steps": accumulation,
@@ -361,20 +265,19 @@ def train_hae_dpo(params: Mapping[str, Any], *, callbacks: list | None = None) -
         "num_dropped_samples": len(dropped),
         "max_sample_tokens": max(lengths),
         "resumed_from": str(checkpoint) if checkpoint else None,
-        "use_lora": params["use_lora"],
+        "use_peft": model_args.use_peft,
         "final_dir": str(final_dir),
+        "config": config,
         "log_history": trainer.state.log_history,
     }
     if main:
         (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-        print(f"saved {'adapter' if params['use_lora'] else 'model'} and processor to {final_dir}")
+        print(f"saved {'adapter' if model_args.use_peft else 'model'} and processor to {final_dir}")
     return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_entry_point(argv, description=__doc__.split("\n\n")[0], spec=DPO_KEYS, prefix=PREFIX,
-                           epilog="Any HAE-DPO key can be overridden: --dpo_variant st_only --max_steps 10",
-                           train=train_hae_dpo, check=check_choices)
+    return run_entry_point("dpo", argv, train_hae_dpo)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""Launch a training entry point the way a cluster does: write the stage's parameters to a YAML file,
-then run `accelerate launch -m editcaption.train.<stage> --profile that.yaml` as a subprocess whose
+"""Launch a training entry point the way a cluster does: write the stage's recipe (with the run's fields) to a
+YAML file, then run `accelerate launch -m editcaption.train.<stage> --config that.yaml` as a subprocess whose
 output streams into the notebook (and into train.log).
 
-One process with no accelerate config runs `python -m editcaption.train.<stage> --profile that.yaml`
+One process with no accelerate config runs `python -m editcaption.train.<stage> --config that.yaml`
 directly, with the environment accelerate's simple launcher would set (OMP_NUM_THREADS, no mixed precision,
 no dynamo): the same process, without the launcher's own interpreter start (~3 s per run here, 7 runs in the
 smoke profile)."""
@@ -15,29 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from editcaption import paths
-from editcaption.train.common import Key
-
-
-def params_from_namespace(namespace: Mapping[str, Any], spec: Mapping[str, Key], prefix: str) -> dict[str, Any]:
-    """The notebook's parameters that a training stage reads: `key` or `<prefix>key` for each key of `spec`
-    (the prefixed name wins, as in load_training_params)."""
-    params = {}
-    for key in spec:
-        for name in (key, prefix + key):
-            if name in namespace:
-                params[key] = namespace[name]
-    return params
-
-
-def write_params(params: Mapping[str, Any], path: str | Path) -> Path:
-    """The resolved training parameters as a flat YAML profile (what the launched process reads)."""
-    path = Path(path)
-    path.write_text("# written by editcaption.train.launch: the parameters this stage was launched with\n"
-                    + yaml.safe_dump(dict(params), sort_keys=True), encoding="utf-8")
-    return path
+from editcaption.train.recipe import write_recipe
 
 
 def cpu_threads_per_process(num_processes: int) -> int:
@@ -49,9 +28,9 @@ def cpu_threads_per_process(num_processes: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(num_processes, 1))
 
 
-def accelerate_command(module: str, params_file: str | Path, *, accelerate_config: str = "",
+def accelerate_command(module: str, recipe_file: str | Path, *, accelerate_config: str = "",
                        num_processes: int = 1) -> list[str]:
-    """`accelerate launch [--config_file C] --num_processes N --num_cpu_threads_per_process T -m MODULE --profile
+    """`accelerate launch [--config_file C] --num_processes N --num_cpu_threads_per_process T -m MODULE --config
     FILE` with this interpreter's accelerate; a relative config path is taken from the repo root."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if accelerate_config:
@@ -64,29 +43,29 @@ def accelerate_command(module: str, params_file: str | Path, *, accelerate_confi
         cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     cmd += ["--num_processes", str(num_processes),
             "--num_cpu_threads_per_process", str(cpu_threads_per_process(num_processes)),
-            "-m", module, "--profile", str(params_file)]
+            "-m", module, "--config", str(recipe_file)]
     return cmd
 
 
-def launch_command(module: str, params_file: str | Path, *, accelerate_config: str = "",
+def launch_command(module: str, recipe_file: str | Path, *, accelerate_config: str = "",
                    num_processes: int = 1) -> tuple[list[str], dict[str, str]]:
-    """(command, environment variables to set): `python -m MODULE --profile FILE` for one process without an
+    """(command, environment variables to set): `python -m MODULE --config FILE` for one process without an
     accelerate config, else `accelerate_command`'s launch (whose launcher sets the variables itself)."""
     if accelerate_config or num_processes != 1:
-        return accelerate_command(module, params_file, accelerate_config=accelerate_config,
+        return accelerate_command(module, recipe_file, accelerate_config=accelerate_config,
                                   num_processes=num_processes), {}
     env = {"OMP_NUM_THREADS": str(cpu_threads_per_process(1)), "ACCELERATE_MIXED_PRECISION": "no",
            "ACCELERATE_DYNAMO_BACKEND": "no", "ACCELERATE_USE_CPU": "False"}
-    return [sys.executable, "-m", module, "--profile", str(params_file)], env
+    return [sys.executable, "-m", module, "--config", str(recipe_file)], env
 
 
-def run_training(module: str, params: Mapping[str, Any], stage_dir: str | Path, *, accelerate_config: str = "",
+def run_training(module: str, recipe: Mapping[str, Any], stage_dir: str | Path, *, accelerate_config: str = "",
                  num_processes: int = 1) -> float:
-    """Write params.yaml in the stage folder, launch the module (`launch_command`), stream its output,
-    keep it in train.log; return the wall time in seconds. A non-zero exit raises with the log's tail."""
+    """Write the recipe as <stage>_recipe.yaml in the stage folder, launch the module (`launch_command`), stream
+    its output, keep it in train.log; return the wall time in seconds. A non-zero exit raises with the log's tail."""
     stage_dir = Path(stage_dir)
-    params_file = write_params(params, stage_dir / f"{module.rsplit('.', 1)[-1]}_params.yaml")
-    cmd, env = launch_command(module, params_file, accelerate_config=accelerate_config, num_processes=num_processes)
+    recipe_file = write_recipe(recipe, stage_dir / f"{module.rsplit('.', 1)[-1]}_recipe.yaml")
+    cmd, env = launch_command(module, recipe_file, accelerate_config=accelerate_config, num_processes=num_processes)
     log_path = stage_dir / "train.log"
     print("$", *(f"{k}={v}" for k, v in env.items()), *cmd, flush=True)
     start = time.time()

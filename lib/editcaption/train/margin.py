@@ -67,13 +67,14 @@ def hae_margin(
     ref_logp_rejected: torch.Tensor,
     ref_logp_chosen: torch.Tensor,
     *,
-    gamma_st: float = 1.0,
-    gamma_h: float = 1.0,
-    tau: float = 1.0,
+    gamma_st: float,
+    gamma_h: float,
+    tau: float,
     type_weights: Mapping[str, float] = TYPE_WEIGHT,
     severity_weights: Mapping[str, float] = SEVERITY_WEIGHT,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(m, st_term, h_term) per row: m = gamma_st · st_term + gamma_h · h_term, detached (constant w.r.t. θ).
+    γ_st, γ_h and τ have no default here: theirs is `configs.HAEDPOConfig`'s.
 
     st_term = s_i · c(t_i) and h_term = σ((ℓ_ref(y_r) − ℓ_ref(y_w)) / τ) are the unweighted components, so the
     hardness of a pair can be logged even when gamma_h = 0. The ℓ_ref inputs are per-row log-likelihoods
@@ -96,8 +97,8 @@ def hae_margin(
     return gamma_st * st_term + gamma_h * h_term, st_term, h_term
 
 
-def reference_margins(model_path: str | Path, preference_path: str | Path, *, gamma_st: float = 1.0,
-                      gamma_h: float = 1.0, tau: float = 1.0, hardness_logp: str = "mean", limit: int = 0):
+def reference_margins(model_path: str | Path, preference_path: str | Path, *, gamma_st: float, gamma_h: float,
+                      tau: float, hardness_logp: str, limit: int = 0):
     """Eq. 3 over the preference set: the reference model's ℓ_ref of chosen and rejected (per completion token
     for hardness_logp="mean", summed for "sum", from the same chat text TRL builds) and `hae_margin`'s terms,
     one row per preference pair (the first `limit` rows; 0 = all)."""

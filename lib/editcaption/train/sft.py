@@ -1,43 +1,37 @@
 """Stage 1 SFT (paper §3.2, eq. 1): cross-entropy on the instruction tokens given the two images, with TRL.
 
-    python -m editcaption.train.sft --profile params/X.yaml [--key value ...]
-    accelerate launch --config_file params/accelerate/zero3.yaml -m editcaption.train.sft --profile ...
+    python -m editcaption.train.sft --config params/recipes/demo/sft.yaml [--field value ...]
+    accelerate launch --config_file params/accelerate/zero3.yaml -m editcaption.train.sft --config ...
 
-Reads the SFT keys of a profile (`TRAINING_KEYS` + `sft_data_path`; `sft_<key>` beats `<key>`), trains with
-`SFTTrainer` (completion-only loss), checkpoints every `save_steps`, resumes from the last complete
-checkpoint in `output_dir`, and writes `final/` (model or LoRA adapter + processor), `train_metrics.json`,
-`trainer_state.json` (log_history) and, when `max_length` drops samples, `dropped_samples.jsonl`.
+The fields are `configs.CaptionSFTConfig` (TRL's SFTConfig) and `configs.VisionModelConfig` (TRL's ModelConfig).
+Trains with `SFTTrainer` (on prompt/completion rows TRL's loss covers the completion only), checkpoints every
+`save_steps`, resumes from the last complete checkpoint in `output_dir`, and writes `final/` (model or LoRA
+adapter + processor), `train_metrics.json`, `trainer_state.json` (log_history) and, when `max_length` drops
+samples, `dropped_samples.jsonl`.
 """
 from __future__ import annotations
 
 import io
+import copy
 import json
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from editcaption import paths
 from editcaption.prompts import build_sft_example
 from editcaption.records import RecordError, load_train_split
 from editcaption.train.common import (
-    TRAINING_KEYS,
-    Key,
+    check_output_dir,
     describe_batch,
-    gradient_accumulation,
+    effective_config,
     last_checkpoint,
     load_for_training,
     merge_lora,
     run_entry_point,
-    trainer_arguments,
-    world_size,
 )
+from editcaption.train.configs import CaptionSFTConfig, VisionModelConfig, world_size
 
 STAGE = "02_sft"
-PREFIX = "sft_"
-SFT_KEYS: dict[str, Key] = {
-    **TRAINING_KEYS,
-    "sft_data_path": Key((str,), None, "`datasets` folder of TRL rows {images, prompt, completion} or edit pairs"),
-}
 TRL_COLUMNS = {"images", "prompt", "completion"}
 PAIR_COLUMNS = {"source_image", "target_image", "instruction"}
 DROPPED_FILE = "dropped_samples.jsonl"
@@ -144,47 +138,27 @@ def drop_long_samples(dataset, lengths: list[int], max_length: int | None, repor
     return dataset.select(keep), dropped
 
 
-def resolve_output_dir(params: Mapping[str, Any]) -> Path:
-    if params["output_dir"]:
-        return Path(params["output_dir"])
-    if not params["run_name"]:
-        raise ValueError("set output_dir (or run_name, for outputs/<run_name>/02_sft)")
-
-    return paths.stage_dir(params["run_name"], STAGE)
-
-
-def sft_config(params: Mapping[str, Any], output_dir: Path, accumulation: int):
-    """SFTConfig from the parameters; max_length=None because over-long samples are dropped beforehand."""
-    from trl import SFTConfig
-
-    return SFTConfig(
-        **trainer_arguments(params, output_dir, accumulation),
-        completion_only_loss=True,
-    )
-
-
-def train_sft(params: Mapping[str, Any], *, callbacks: list | None = None) -> dict[str, Any]:
+def train_sft(args: CaptionSFTConfig, model_args: VisionModelConfig, *, callbacks: list | None = None) -> dict[str, Any]:
     """Run (or resume) SFT; returns the metrics also written to output_dir/train_metrics.json."""
     from trl import SFTTrainer
 
-    for required in ("model_name_or_path", "sft_data_path"):
-        if not params.get(required):
-            raise ValueError(f"the profile or command line must set '{required}'")
+    if not args.dataset_path:
+        raise ValueError("dataset_path is not set (the SFT set's `datasets` folder)")
+    output_dir = check_output_dir(args)
     n_processes = world_size()
-    per_device = params["per_device_train_batch_size"]
-    accumulation = gradient_accumulation(params["global_batch_size"], per_device, n_processes)
-    output_dir = resolve_output_dir(params)
-    args = sft_config(params, output_dir, accumulation)  # before the model: sets up ZeRO-3 init under DeepSpeed
+    per_device, accumulation = args.per_device_train_batch_size, args.gradient_accumulation_steps
     main = args.process_index == 0
     if main:
         print(describe_batch(per_device, n_processes, accumulation))
 
-    model, processor, peft_config = load_for_training(params)
+    model, processor, peft_config = load_for_training(model_args)
     with args.main_process_first(desc="SFT data"):  # the main process converts and caches; the others read it
-        dataset = load_sft_dataset(params["sft_data_path"])
+        dataset = load_sft_dataset(args.dataset_path)
     lengths = sample_lengths(dataset, processor)
-    dataset, dropped = drop_long_samples(
-        dataset, lengths, params["max_length"], output_dir / DROPPED_FILE if main else None)
+    dataset, dropped = drop_long_samples(dataset, lengths, args.max_length, output_dir / DROPPED_FILE if main else None)
+    config = effective_config(args, model_args)
+    args = copy.copy(args)  # the caller's config stays as given
+    args.max_length = None  # longer samples are gone: TRL must not truncate (it would cut image tokens)
     if main:
         mean = sum(lengths) / len(lengths)
         print(f"{len(dataset)} training samples; tokens per sample: max {max(lengths)}, mean {mean:.0f}")
@@ -217,12 +191,13 @@ def train_sft(params: Mapping[str, Any], *, callbacks: list | None = None) -> di
         "num_dropped_samples": len(dropped),
         "max_sample_tokens": max(lengths),
         "resumed_from": str(checkpoint) if checkpoint else None,
-        "use_lora": params["use_lora"],
+        "use_peft": model_args.use_peft,
         "final_dir": str(final_dir),
+        "config": config,
     }
     if main:  # save_model above also wrote the processor (the Trainer's processing_class) to final/
         (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-        print(f"saved {'adapter' if params['use_lora'] else 'model'} and processor to {final_dir}")
+        print(f"saved {'adapter' if model_args.use_peft else 'model'} and processor to {final_dir}")
     return metrics
 
 
@@ -251,8 +226,7 @@ def final_model_dir(output_dir: str | Path, *, merged_out: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_entry_point(argv, description=__doc__.split("\n\n")[0], spec=SFT_KEYS, prefix=PREFIX,
-                           epilog="Any SFT key can be overridden: --learning_rate 2e-5 --max_steps 10", train=train_sft)
+    return run_entry_point("sft", argv, train_sft)
 
 
 if __name__ == "__main__":
