@@ -75,7 +75,8 @@ def check_recipes(values: dict) -> None:
     field stops the run before notebook 00 starts, not after an hour of it."""
     schema = config.parameter_schema()
     for name, stage in RECIPE_PARAMETERS.items():
-        recipe.read_recipe(values.get(name, schema[name].default), stage)
+        if name in schema:  # a notebook declares it (a project without the training notebooks has none)
+            recipe.read_recipe(values.get(name, schema[name].default), stage)
 
 
 def run_profile(profile: str, *, only: str | None = None, run_name: str | None = None,
