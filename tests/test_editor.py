@@ -153,7 +153,9 @@ def test_cluster_backend_lists_what_is_missing_before_any_work(tmp_path, monkeyp
     paths = {"step1x_checkout": "", "step1x_model_dir": str(tmp_path / "weights"), "gedit_data": "",
              "imgedit_checkout": "", "imgedit_images": "", "judge_model": "gpt-4.1", "judge_base_url": "",
              "judge_api_key_env": "H5_TEST_KEY_NOT_SET"}
-    assert edit_eval.cluster_settings("cpu", **paths) is None
+    monkeypatch.delenv("H5_TEST_KEY_NOT_SET", raising=False)
+    plan = edit_eval.cluster_settings("cpu", **paths)  # does not run; lists what a cluster run would need
+    assert not plan.run and any("GEdit-Bench" in need for need in plan.missing)
     with pytest.raises(ValueError, match="cpu, step1x"):
         edit_eval.cluster_settings("diffusion", **paths)
     monkeypatch.delenv("H5_TEST_KEY_NOT_SET", raising=False)

@@ -19,9 +19,9 @@ TO_CONVERT = {  # notebook -> ids of the cells that still hold logic or run long
     "02_sft": set(),  # converted
     "03_preference_data": set(),  # converted
     "04_hae_dpo": set(),  # converted
-    "05_automatic_evaluation": {'0f1dc065', '1270ec09', '59517bcd', '5a5c8de1', 'c05fc0c4', 'd6f048db'},  # 6 cells
-    "06_human_evaluation": {'1b4e5b7f', '4d7f16a1', '8743ec67', '955bc03f', 'ac758b9a', 'dd8c158f', 'ec3de99f'},  # 7 cells
-    "07_downstream_editing": {'16feb6f1', '3c6de19e', '7621bf1e', 'e76ce9f0'},  # 4 cells
+    "05_automatic_evaluation": set(),  # converted
+    "06_human_evaluation": set(),  # converted
+    "07_downstream_editing": set(),  # converted
     "08_paper_tables_and_figures": set(),  # converted
 }
 

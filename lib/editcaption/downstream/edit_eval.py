@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -24,7 +25,14 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from editcaption import paths
 from editcaption.data.construct import parse_edit_types
 from editcaption.data.teacher import SimulatedTeacher
-from editcaption.downstream import cluster, export_instructpix2pix, read_instructpix2pix, read_report, step1x
+from editcaption.downstream import (
+    cluster,
+    export_instructpix2pix,
+    export_step1x,
+    read_instructpix2pix,
+    read_report,
+    step1x,
+)
 from editcaption.downstream.editor import CHANGED_LEVEL, to_array, train_editor
 from editcaption.eval import stats
 from editcaption.eval import summary as instruction_summary
@@ -321,23 +329,99 @@ EDITOR_BACKENDS = ("cpu", "step1x")
 DEFAULT_JUDGE_URL = "https://api.openai.com/v1"
 
 
+@dataclass
+class Step1XPlan:
+    """Whether table 5's Step1X-Edit path runs (`run`), the keyword arguments of `cluster.run_table5`, and what
+    the cluster path lacks here ([] when it can run)."""
+
+    run: bool
+    settings: dict = field(default_factory=dict)
+    missing: list = field(default_factory=list)
+
+
 def cluster_settings(editor_backend: str, *, step1x_checkout: str, step1x_model_dir: str, gedit_data: str,
                      imgedit_checkout: str, imgedit_images: str, judge_model: str, judge_base_url: str,
-                     judge_api_key_env: str) -> dict | None:
-    """None for the CPU editor alone; for `step1x`, the keyword arguments of `cluster.run_table5` once every
-    requirement is checked (ClusterRequirementError lists all that is missing, before any work starts)."""
+                     judge_api_key_env: str) -> Step1XPlan:
+    """The Step1X-Edit plan: for `cpu` it does not run (and lists what a cluster run would need); for `step1x`
+    every requirement is checked first (ClusterRequirementError lists all that is missing, before any work)."""
 
     if editor_backend not in EDITOR_BACKENDS:
         raise ValueError(f"editor_backend {editor_backend!r}: expected one of {', '.join(EDITOR_BACKENDS)}")
+    paths_ = {"step1x_checkout": step1x_checkout, "step1x_model_dir": step1x_model_dir, "gedit_data": gedit_data,
+              "imgedit_checkout": imgedit_checkout, "imgedit_images": imgedit_images}
+    missing = cluster.cluster_requirements(**paths_, api_key_env=judge_api_key_env)
+    settings = {**paths_, "judge_model": judge_model, "judge_base_url": judge_base_url or DEFAULT_JUDGE_URL,
+                "api_key_env": judge_api_key_env}
     if editor_backend == "cpu":
-        return None
-    settings = {"step1x_checkout": step1x_checkout, "step1x_model_dir": step1x_model_dir, "gedit_data": gedit_data,
-                "imgedit_checkout": imgedit_checkout, "imgedit_images": imgedit_images}
-    missing = cluster.cluster_requirements(**settings, api_key_env=judge_api_key_env)
+        return Step1XPlan(False, settings, missing)
     if missing:
         raise step1x.ClusterRequirementError("notebook 07 with editor_backend='step1x'", missing)
-    return {**settings, "judge_model": judge_model, "judge_base_url": judge_base_url or DEFAULT_JUDGE_URL,
-            "api_key_env": judge_api_key_env}
+    return Step1XPlan(True, settings, [])
+
+
+def print_setup(found: Mapping[str, dict], skipped: Mapping[str, str], train_pairs, eval_pairs, image_size: int,
+                editor_config) -> None:
+    """One line per captioner and its model, one per skipped captioner, then the pairs and the editor."""
+    for c in found.values():
+        print(f"{c['label']:<32} {c['model'] or '(no model)'}")
+    for reason in skipped.values():
+        print(f"SKIPPED {reason}")
+    print(f"{len(train_pairs)} training pairs, {len(eval_pairs)} held-out pairs, {image_size} px; editor {editor_config}")
+
+
+def evaluate_editors(results: Mapping[str, Mapping], eval_pairs, *, seed: int):
+    """Every captioner's editor (and the identity baseline) edits the held-out pairs from their GT instructions:
+    (captioner key -> label, label -> edited images, label -> per-pair scores, label -> `summarize_edits`)."""
+    labels = {key: r["label"] for key, r in results.items()}
+    outputs = {r["label"]: r["editor"].edit(eval_pairs["source_image"], eval_pairs["instruction"])
+               for r in results.values()}
+    outputs[IDENTITY] = identity_outputs(eval_pairs)
+    scores = {name: score_edits(eval_pairs, out) for name, out in outputs.items()}
+    summaries = {name: summarize_edits(df, seed=seed) for name, df in scores.items()}
+    return labels, outputs, scores, summaries
+
+
+def table5_data(eval_pairs, train_pairs) -> str:
+    """Table 5's `data` cell for the CPU editors."""
+    return f"synthetic-heldout n={len(eval_pairs)} GT instructions; editors trained on {len(train_pairs)} captioned pairs"
+
+
+def step1x_table5(plan: Step1XPlan, results: Mapping[str, Mapping], texts: Mapping[str, Sequence[str]], train_pairs,
+                  labels: Mapping[str, str], stage_dir: str | Path, *, seed: int) -> pd.DataFrame | None:
+    """Table 5's rows on a cluster: each captioner's training triplets exported for Step1X-Edit, a LoRA per
+    captioner, GEdit-Bench and ImgEdit-Bench judged (`cluster.run_table5`), rows under the captioners' labels.
+    With the CPU editor alone: None, after listing what the cluster path needs."""
+    if not plan.run:
+        print("editor_backend is 'cpu': Step1X-Edit not run. On a cluster it needs:")
+        for need in plan.missing:
+            print("  -", need)
+        return None
+    exports = {key: export_step1x(triplet_rows(train_pairs, texts[key]), Path(stage_dir) / "step1x_exports", name=key,
+                                  on_error="skip") for key in results}
+    rows = cluster.run_table5(exports, Path(stage_dir) / "step1x", seed=seed, **plan.settings)
+    rows["model"] = rows["model"].map(labels)
+    return rows
+
+
+def stage_metrics(results: Mapping[str, Mapping], stage_dir: str | Path, *, skipped, train_pairs, eval_pairs, world,
+                  editor_config, summaries, table5: pd.DataFrame, per_op: pd.DataFrame, reference: str,
+                  differences: pd.DataFrame, editor_backend: str, step1x_rows: pd.DataFrame | None) -> dict:
+    """What notebook 07 writes to metrics.json: per captioner its instructions' statistics and quality and its
+    editor; the pairs, the world and the editor settings; table 5, success per op, the paired differences."""
+    quality_keys = ("S", "S_ci", "Acc", "Comp", "Clar", "p0_rate")
+    return {
+        "captioners": {key: {"label": r["label"], "model": r["model"], "n_triplets": r["n_triplets"],
+                             "distinct_captions": r["distinct_captions"], "export": r["export"],
+                             "caption_stats": r["caption_stats"], "caption_seconds": r["caption_seconds"],
+                             "caption_quality": {k: r["caption_quality"][k] for k in quality_keys},
+                             "editor": r["editor"].info, "editor_dir": str(Path(stage_dir) / "editors" / key)}
+                       for key, r in results.items()},
+        "skipped": skipped, "n_train_pairs": len(train_pairs), "n_eval_pairs": len(eval_pairs), "world": world.as_dict(),
+        "editor_config": vars(editor_config),
+        "train_seconds": {r["label"]: r["editor"].info["seconds"] for r in results.values()},
+        "results": summaries, "table5": table5.to_dict(orient="index"), "per_op": per_op.to_dict(),
+        "paired_vs": reference, "paired": differences.to_dict(orient="index"), "editor_backend": editor_backend,
+        "step1x_table5": None if step1x_rows is None else step1x_rows.to_dict(orient="records")}
 
 
 def paired_vs_reference(scores: Mapping[str, pd.DataFrame], labels: Mapping[str, str], *, seed: int = 0):

@@ -59,6 +59,11 @@ class EditorConfig:
     seed: int = 0
 
     def __post_init__(self):
+        if isinstance(self.channels, str):  # "32,64,96", as notebook 07's editor_channels gives them
+            try:
+                self.channels = tuple(int(c) for c in self.channels.split(",") if c.strip())
+            except ValueError:
+                raise ValueError(f"channels {self.channels!r}: expected three comma-separated integers") from None
         self.channels = tuple(int(c) for c in self.channels)
         if len(self.channels) != 3 or min(self.channels) < 4:
             raise ValueError(f"channels must be three widths >= 4, got {self.channels}")

@@ -143,3 +143,23 @@ def plot_agreement(matrix: pd.DataFrame, *, title: str = "", save: str | Path | 
     if title:
         ax.set_title(title, fontsize=10)
     return finish_figure(fig, save)
+
+
+def plot_annotator_agreement(matrix: pd.DataFrame, agreement: dict, *, save: str | Path | None = None):
+    """`plot_agreement` of the pairwise kappas, titled with the overall kappa; nothing with a single annotator."""
+    if len(matrix) <= 1:
+        return None
+    return plot_agreement(matrix, title=f"all annotators: {agreement['method']} kappa {agreement['kappa']:.2f}",
+                          save=save)
+
+
+def plot_judge_agreement(scores: pd.DataFrame, agreement: list[dict], stage_dir: str | Path) -> list[Path]:
+    """`plot_judge_scatter` for every (benchmark, judge pair) of `automatic.judge_agreement`, one file each."""
+    written = []
+    for row in agreement:
+        path = Path(stage_dir) / (f"agreement_{row['benchmark']}_{automatic.file_stem(row['judge_a'])}"
+                                  f"_vs_{automatic.file_stem(row['judge_b'])}.png")
+        plot_judge_scatter(scores[scores["benchmark"] == row["benchmark"]], row["judge_a"], row["judge_b"],
+                           title=f"{row['benchmark']}: n={row['n']}", save=path)
+        written.append(path)
+    return written

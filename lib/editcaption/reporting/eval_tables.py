@@ -62,3 +62,23 @@ def agreement_table(agree: Mapping[str, Any], against_reference: Mapping[str, fl
     table["items"] = ["" if pd.isna(v) else int(v) for v in table["items"]]
     table["kappa [95% CI]"] = [ci_cell(r.kappa, r.low, r.high, digits) for r in table.itertuples()]
     return table
+
+
+def write_table2(rows: pd.DataFrame, stage_dir: str | Path, *, judge: str, n_pairs: int) -> dict[str, Path]:
+    """Table 2 (notebook 06): its long rows and display table as files; returns every file written."""
+    return {"long": tables.write_long(rows, stage_dir, "table2"),
+            **tables.write_table(tables.wide(rows, digits=2), stage_dir, "table2",
+                                 caption=f"Human evaluation ({judge}, {n_pairs} pairs): Correct, P0, P1, P2 rates in "
+                                         "percent with 95% bootstrap CIs.")}
+
+
+def write_agreement(agreement: pd.DataFrame, stage_dir: str | Path, *, judge: str) -> dict[str, Path]:
+    """The annotators' agreement table (notebook 06) as files, prefixed agreement_ in what it returns."""
+    written = tables.write_table(agreement[["kappa [95% CI]", "items"]], stage_dir, "agreement",
+                                 caption=f"Inter-annotator agreement ({judge}): kappa with 95% bootstrap CI.")
+    return {f"agreement_{kind}": path for kind, path in written.items()}
+
+
+def judge_agreement_view(agreement: list[dict]):
+    """The judges' agreement per benchmark to show, or a line saying there is none to measure."""
+    return pd.DataFrame(agreement).round(3) if agreement else "one judge per benchmark: no agreement to measure"
