@@ -206,8 +206,8 @@ def sweep_budget(learning_rates: str | Sequence[float], nll_weights: str | Seque
         learning_rates = parse_numbers(learning_rates, "sweep_learning_rates")
     if isinstance(nll_weights, str):
         nll_weights = parse_numbers(nll_weights, "sweep_chosen_nll_weights")
-    lr = recipe.get("learning_rate", resolved(recipe, "dpo")["learning_rate"])
-    configured = {"learning_rate": float(lr), "chosen_nll_weight": chosen_nll_weight(recipe)}
+    configured = {"learning_rate": float(resolved(recipe, "dpo")["learning_rate"]),
+                  "chosen_nll_weight": chosen_nll_weight(recipe)}
     grid = [{"learning_rate": lr, "chosen_nll_weight": w}
             for lr in (learning_rates or [configured["learning_rate"]])
             for w in (nll_weights or [configured["chosen_nll_weight"]])]

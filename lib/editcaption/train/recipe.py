@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -37,9 +38,10 @@ def stage_fields(stage: str) -> dict[str, dataclasses.Field]:
 
 
 def recipe_path(name_or_path: str | Path) -> Path:
-    """A recipe path; a relative one is taken from the repo root."""
+    """A recipe path: as given when it exists (or is absolute), else from the repo root (profiles name
+    `params/recipes/...`, whatever folder a notebook or command runs in)."""
     path = Path(name_or_path)
-    return path if path.is_absolute() else paths.repo_root() / path
+    return path if path.is_absolute() or path.exists() else paths.repo_root() / path
 
 
 def check_recipe(values: Mapping[str, Any], stage: str, *, file: str | Path = "<recipe>") -> None:
@@ -108,13 +110,16 @@ def parse_stage_args(stage: str, argv: list[str] | None = None):
     from trl import TrlParser
 
     parser = TrlParser(STAGES[stage])
-    args = list(argv) if argv is not None else None
-    if args and "--config" in args:
-        config = args[args.index("--config") + 1] if args.index("--config") + 1 < len(args) else ""
+    args = list(argv) if argv is not None else sys.argv[1:]
+    if "--config" in args:
+        where = args.index("--config") + 1
+        if where >= len(args):
+            parser.error("--config needs a recipe file")
         try:
-            read_recipe(config, stage)
+            read_recipe(args[where], stage)
         except ConfigError as exc:
             parser.error(str(exc))
+        args[where] = str(recipe_path(args[where]))  # what was read is what TrlParser opens
     try:
         return parser.parse_args_and_config(args)
     except ConfigError as exc:
