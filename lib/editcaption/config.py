@@ -113,18 +113,24 @@ def validate_profile(values: dict[str, Any], schema: dict[str, Parameter], *, fi
             )
 
 
+def read_flat_yaml(path: Path, what: str) -> dict[str, Any]:
+    """A YAML file's mapping (empty file: {}); not YAML, or not a mapping, is a ConfigError naming the file."""
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: {what} must be a flat mapping of key: value, found {type(values).__name__}")
+    return values
+
+
 def load_profile(name_or_path: str | Path, *, schema: dict[str, Parameter] | None = None) -> dict[str, Any]:
     """Read and validate a profile; returns its flat key → value mapping."""
     path = profile_path(name_or_path)
     if not path.exists():
         available = ", ".join(sorted(p.stem for p in paths.params_dir().glob("*.yaml")))
         raise ConfigError(f"profile {path} not found (available: {available})")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: a profile must be a flat mapping of key: value, found {type(values).__name__}")
+    values = read_flat_yaml(path, "a profile")
     for key, value in values.items():
         if isinstance(value, dict):
             raise ConfigError(f"{path}: key '{key}' holds a nested mapping; profiles are flat")

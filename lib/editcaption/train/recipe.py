@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import yaml
 
 from editcaption import paths
-from editcaption.config import ConfigError
+from editcaption.config import ConfigError, read_flat_yaml
 from editcaption.train.configs import CaptionSFTConfig, HAEDPOConfig, VisionModelConfig
 
 STAGES = {"sft": (CaptionSFTConfig, VisionModelConfig), "dpo": (HAEDPOConfig, VisionModelConfig)}
@@ -60,12 +60,7 @@ def read_recipe(name_or_path: str | Path, stage: str) -> dict[str, Any]:
     path = recipe_path(name_or_path)
     if not path.is_file():
         raise ConfigError(f"recipe {path} not found (recipes live in params/recipes/<name>/sft.yaml and dpo.yaml)")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: a recipe is a flat mapping of field: value, found {type(values).__name__}")
+    values = read_flat_yaml(path, "a recipe")
     check_recipe(values, stage, file=path)
     return values
 
