@@ -49,7 +49,7 @@ def preference_rows(n: int, size: int) -> list[dict]:
 
 def _trainer(trainer_class, config_class, model_dir: Path, rows, out: Path, batch: int, **config):
     args = config_class(output_dir=str(out), per_device_train_batch_size=batch, report_to="none", max_length=None,
-                        bf16=torch.cuda.is_available(), gradient_checkpointing=False, seed=0, **config)
+                        bf16=torch.cuda.is_available(), activation_checkpointing=False, seed=0, **config)
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
     trainer = trainer_class(model=model, args=args, train_dataset=rows,
                             processing_class=AutoProcessor.from_pretrained(model_dir))

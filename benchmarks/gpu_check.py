@@ -131,7 +131,7 @@ class StepTimer(TrainerCallback):
 
 def sft_trainer(model, processor, dataset, out: Path, batch: int, max_steps: int, liger: bool = False, callbacks=()):
     args = SFTConfig(output_dir=str(out), per_device_train_batch_size=batch, max_steps=max_steps, learning_rate=1e-5,
-                     lr_scheduler_type="constant", bf16=CUDA, gradient_checkpointing=False, max_length=None,
+                     lr_scheduler_type="constant", bf16=CUDA, activation_checkpointing=False, max_length=None,
                      completion_only_loss=True, report_to="none", save_strategy="no", logging_steps=max_steps,
                      dataloader_pin_memory=CUDA, use_liger_kernel=liger, seed=0)
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,

@@ -98,7 +98,7 @@ def params_for(smoke_dir, data_dir, out_dir, **fields):
 def make_trainer(smoke_dir, rows, out_dir, trainer_class=HAEDPOTrainer, **config):
     """A trainer on a fresh copy of the smoke model; the reference is TRL's reload of the same checkpoint."""
     config_class = HAEDPOConfig if trainer_class is HAEDPOTrainer else DPOConfig
-    args = config_class(output_dir=str(out_dir), report_to="none", bf16=False, gradient_checkpointing=False,
+    args = config_class(output_dir=str(out_dir), report_to="none", bf16=False, activation_checkpointing=False,
                         max_length=None, logging_steps=1, seed=0, **{"per_device_train_batch_size": 4, **config})
     model = AutoModelForImageTextToText.from_pretrained(smoke_dir, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(smoke_dir)
