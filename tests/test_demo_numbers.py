@@ -1,4 +1,4 @@
-"""The README's demo figures against a demo run: opt-in, not in CI (the demo takes about 22 minutes alone).
+"""The README's demo figures against a demo run: opt-in, not in CI (the demo takes 20-22 minutes alone).
 
     EDITCAPTION_DEMO_RUN=outputs/demo .venv/bin/python -m pytest tests/test_demo_numbers.py -n 0   # a finished run
     EDITCAPTION_RUN_DEMO=1 .venv/bin/python -m pytest tests/test_demo_numbers.py -n 0              # run it first
@@ -101,7 +101,7 @@ def demo_run(tmp_path_factory) -> Path:
         root = tmp_path_factory.mktemp("demo")
         runner.run_profile("demo", output_root=str(root), progress=True, browsable=False)
         return root / "demo"
-    pytest.skip("opt-in: set EDITCAPTION_DEMO_RUN=<a demo run folder> or EDITCAPTION_RUN_DEMO=1 (about 22 min)")
+    pytest.skip("opt-in: set EDITCAPTION_DEMO_RUN=<a demo run folder> or EDITCAPTION_RUN_DEMO=1 (20-22 min)")
 
 
 @pytest.mark.slow
