@@ -118,6 +118,14 @@ def test_a_recipe_key_no_dataclass_declares_is_named_with_its_file(tmp_path, cap
     with pytest.raises(ConfigError, match="unknown key 'hae_tau'"):
         read_recipe(recipe, "sft")
     assert read_recipe(recipe, "dpo") == {"hae_tau": 2.0}
+    recipe.write_text("per_device_train_batch_size: 2.5\n")  # a number of the wrong kind, named with its file
+    with pytest.raises(ConfigError, match=r"bad.yaml: key 'per_device_train_batch_size' expects int, found float 2.5"):
+        read_recipe(recipe, "sft")
+    recipe.write_text("bf16: 1\nmax_length: null\nlearning_rate: 1e-5\n")  # 1e-5: text, TrlParser parses it
+    with pytest.raises(ConfigError, match="key 'bf16' expects bool or null, found int 1"):
+        read_recipe(recipe, "sft")
+    recipe.write_text("max_length: null\nlearning_rate: 1e-5\nnum_train_epochs: 2\n")
+    assert read_recipe(recipe, "sft") == {"max_length": None, "learning_rate": "1e-5", "num_train_epochs": 2}
     with pytest.raises(ConfigError, match="recipe .*missing.yaml not found"):
         read_recipe(tmp_path / "missing.yaml", "sft")
 

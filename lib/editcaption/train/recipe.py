@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import sys
+import typing
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -44,15 +45,41 @@ def recipe_path(name_or_path: str | Path) -> Path:
     return path if path.is_absolute() or path.exists() else paths.repo_root() / path
 
 
+def _scalar_types(stage: str) -> dict[str, tuple[type, bool]]:
+    """Field -> (int, float or bool, whether None is allowed) for the stage's plain scalar fields."""
+    out = {}
+    for cls in STAGES[stage]:
+        for name, hint in typing.get_type_hints(cls).items():
+            args = set(typing.get_args(hint)) or {hint}
+            scalars = args - {type(None)}
+            if len(scalars) == 1 and next(iter(scalars)) in (int, float, bool):
+                out.setdefault(name, (next(iter(scalars)), type(None) in args))
+    return out
+
+
+def _type_ok(expected: type, value: Any) -> bool:
+    if isinstance(value, bool):
+        return expected is bool
+    return isinstance(value, int) if expected is int else isinstance(value, (int, float)) and expected is float
+
+
 def check_recipe(values: Mapping[str, Any], stage: str, *, file: str | Path = "<recipe>") -> None:
-    """Every key is a field of the stage (ConfigError naming the file, the key and the nearest field names)."""
+    """Every key is a field of the stage (ConfigError naming the file, the key and the nearest field names), and a
+    number or true/false field holds one. Text is left to TrlParser, which parses it as the command line would
+    (YAML reads 1e-5 as text; argparse makes it a float or names the field it cannot)."""
     known = stage_fields(stage)
-    for key in values:
+    scalars = _scalar_types(stage)
+    for key, value in values.items():
         if key not in known:
             near = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(near)}?" if near else ""
             classes = " / ".join(cls.__name__ for cls in STAGES[stage])
             raise ConfigError(f"{file}: unknown key '{key}' ({classes} declare no such field){hint}")
+        expected, nullable = scalars.get(key, (None, True))
+        if expected is None or isinstance(value, str) or (value is None and nullable) or _type_ok(expected, value):
+            continue
+        raise ConfigError(f"{file}: key '{key}' expects {expected.__name__}{' or null' if nullable else ''}, "
+                          f"found {type(value).__name__} {value!r}")
 
 
 def read_recipe(name_or_path: str | Path, stage: str) -> dict[str, Any]:
