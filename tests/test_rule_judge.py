@@ -76,7 +76,7 @@ def test_dress_coverage_details():
     kinds = {e["change_index"]: e["reason"] for e in r["errors"] if e["severity"] == "P0"}
     assert "blue instead of pink" in kinds[0] and "reversed" in kinds[2]
     r = JUDGE.score(DRESS, "Pink dress; add hat.")
-    assert any(e["type"] == "other" and "hallucination" in e["reason"] for e in r["errors"])
+    assert any(e["type"] == "detail" and e["kind"] == "unsupported" and "hallucination" in e["reason"] for e in r["errors"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -196,9 +196,9 @@ def test_same_noun_objects_are_told_apart_by_colour():
 
 def test_hallucinated_and_unchanged_elements():
     r = JUDGE.score(MOVE, "Move the red star to the right and add a green hat.")
-    assert r["accuracy"] == 2 and (r["error_type"], r["severity"]) == ("other", "P0")
+    assert r["accuracy"] == 2 and (r["error_type"], r["severity"]) == ("detail", "P0")
     r = JUDGE.score(MOVE, "Move the red star to the right; bag to blue.")
-    assert r["accuracy"] == 4 and (r["error_type"], r["severity"]) == ("other", "P1")
+    assert r["accuracy"] == 4 and (r["error_type"], r["severity"]) == ("detail", "P1")
     r = JUDGE.score(MOVE, "Move the red star to the right, keeping everything else unchanged.")
     assert r["errors"] == []
 

@@ -256,6 +256,7 @@ class _Spec(NamedTuple):
     own_colour: str  # colour in the object's name (a descriptor check for the named object)
     allowed_colours: frozenset  # colours that may stand right before the head noun
     words: frozenset  # every word of the change's fields (never "unknown" words)
+    current: frozenset  # (class, value) the object or image has before the change ("pink" of a pink ring)
 
 
 def _words(text: str) -> list[str]:
@@ -338,11 +339,13 @@ def _compile(op: str, obj: str, attribute: str, before: str, after: str, directi
     if target:
         label += f" ({' '.join(before_words) + ' -> ' if before_words and not direction else ''}{target})"
     all_words = frozenset(obj_words + before_words + after_words + attr_words + direction.split()) | heads
+    current = frozenset(_value_class(w) for w in before_words + ([own_colour] if own_colour else [])
+                        if _value_class(w)[0])
     return _Spec(op, primary, label, is_global, viewpoint, " ".join(obj_words) if head else "",
                  frozenset(_singular(h) for h in heads) | frozenset(heads), qualifiers, keywords, tuple(parts),
                  _OP_VERBS.get(op, ()), tuple(sorted(prefixes)), own_colour,
                  frozenset([own_colour] + [p.target for p in parts if p.wrong_class == "color"] + colours_before),
-                 all_words)
+                 all_words, current)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -351,7 +354,7 @@ def _compile(op: str, obj: str, attribute: str, before: str, after: str, directi
 
 class _Clause:
     __slots__ = ("padded", "tokens", "words", "values", "before_head", "color_slots", "add", "remove", "replace",
-                 "generic", "keep", "pronoun", "assertive", "mentions", "foreign")
+                 "generic", "keep", "pronoun", "assertive", "mentions", "foreign", "global_ops", "global_claim")
 
     def __init__(self, text: str):
         text = _INSTEAD_OF.sub("", text)
@@ -388,13 +391,18 @@ class _Clause:
         self.assertive = bool(self.add or self.remove or self.replace or self.generic or values
                               or any(v in padded for group in (_MOVE, _FLIP, _ROTATE, _ZOOM, _RESIZE, _RECOLOR, _TONE)
                                      for v in group))
+        self.global_ops = frozenset(op for op, keys in _GLOBAL_KEYWORDS.items() if any(k in padded for k in keys))
+        self.assertive = self.assertive or bool(self.global_ops)
         self.mentions: list[int] = []
         self.foreign: list[str] = []
+        self.global_claim: frozenset = frozenset()  # whole-image edits it states that no change of the pair has
 
 
 def _unsupported(clause: _Clause) -> bool:
-    """An assertion about nothing any change touches (it must name something: a noun or a value)."""
-    return not clause.mentions and clause.assertive and not clause.keep and bool(clause.foreign or clause.values)
+    """An assertion about nothing any change touches (it must name something: a noun or a value); a clause
+    stating a whole-image edit the pair lacks is reported as such (`global_claim`), not here."""
+    return (not clause.mentions and clause.assertive and not clause.keep and not clause.global_claim
+            and bool(clause.foreign or clause.values))
 
 
 class ClauseView(NamedTuple):
@@ -402,8 +410,9 @@ class ClauseView(NamedTuple):
     start: int
     end: int
     mentions: tuple[int, ...]  # indices of the changes the clause is about
-    unsupported: bool  # asserts an edit of something no change touches
+    unsupported: bool  # asserts an edit no change supports (of something no change touches, or of the whole image)
     keep: bool  # a "keep everything else" clause (skipped)
+    redundant: bool = False  # repeats an earlier clause, or changes something to the value it already has
 
 
 def _candidates(clause: _Clause, cls: str, spec: _Spec) -> set:
@@ -447,15 +456,83 @@ def _direction_error_type(direction: str) -> str:
 _TEXT_FIELDS = ("op", "object", "attribute", "before", "after", "direction")
 
 
-ERROR_KINDS = ("omitted", "wrong", "op", "unsupported", "vague")  # what went wrong, whatever the failure mode
+ERROR_KINDS = ("omitted", "wrong", "op", "unsupported", "redundant", "vague")  # what went wrong, whatever the mode
 
 
 def _error(etype: str, severity: str, index: int | None, reason: str, kind: str) -> dict:
     """One error: its failure mode (type), severity, the change it concerns (None: none), why, and its kind:
     `omitted` (a change or a piece of it left out), `wrong` (a value or direction stated wrongly), `op` (the
-    edit described as another kind of edit), `unsupported` (an edit no change supports), `vague` (forbidden
-    wording)."""
+    edit described as another kind of edit), `unsupported` (an edit no change supports), `redundant` (a
+    repeated clause or a no-op), `vague` (forbidden wording)."""
     return {"type": etype, "severity": severity, "change_index": index, "reason": reason, "kind": kind}
+
+
+# Edits whose verbs, said of a changed object, state an edit of their own kind (a verb of an op the pair lacks
+# is a fabricated operation); a pointing change may be told as a rotation of the object, a background's as
+# a recolouring.
+_FOREIGN_OPS = ("move", "mirror", "rotate", "zoom", "resize", "color", "material")
+_SAME_EDIT = frozenset({("motion", "rotate"), ("background", "color")})
+_CONNECTIVES = frozenset(("and", "also", "then", "additionally", "finally", "next", "please"))
+_NAMED_OBJECTS = frozenset(OBJECTS) | frozenset(a for o in OBJECTS for a in SYNONYMS.get(o, ()) if " " not in a)
+_VALUE_CLASSES = ("color", "texture", "style", "sign")
+
+
+def _stated(spec: _Spec, clause: _Clause) -> frozenset:
+    """What a clause says about a change: the target pieces it states and "op" when it uses the change's verb."""
+    said = {part.target for part in spec.parts if _last(clause.padded, part.cues) >= 0}
+    if any(v in clause.padded for v in spec.verbs):
+        said.add("op")
+    return frozenset(said)
+
+
+def _keeps_value(spec: _Spec, clause: _Clause) -> bool:
+    """The clause sets the changed object's value to the one it already has ("recolor the pink ring pink")."""
+    for cls in _VALUE_CLASSES:  # a colour written before a noun names the object, it asserts nothing
+        asserted = ({colour for colour, nxt in clause.color_slots if nxt not in _NAMED_OBJECTS | spec.heads}
+                    if cls == "color" else clause.values.get(cls, set()))
+        current = {value for c, value in spec.current if c == cls}
+        targets = {part.target for part in spec.parts if part.wrong_class == cls}
+        if asserted and current and asserted <= current and not asserted & targets:
+            return True
+    return False
+
+
+def _no_op(specs: list[_Spec], clause: _Clause) -> bool:
+    """The clause changes something to the value it already has: every value it asserts for a changed object
+    is that object's current value, or, for an object no change touches, the colour it is named with."""
+    if clause.add or clause.remove or clause.replace:
+        return False
+    if any(_keeps_value(specs[k], clause) for k in clause.mentions):
+        return True
+    if not clause.mentions and clause.foreign:
+        named = {colour for colour, nxt in clause.color_slots if nxt in _NAMED_OBJECTS}
+        asserted = {colour for colour, nxt in clause.color_slots if nxt not in _NAMED_OBJECTS}
+        return bool(asserted) and asserted <= named
+    return False
+
+
+def _redundant_clauses(specs: list[_Spec], clauses: list[_Clause]) -> list[tuple[int, str]]:
+    """(clause index, why) for table 6 item 7 (P2, redundant): a clause that repeats an earlier one (the same
+    words, or the same change with nothing new stated about it) and a no-op."""
+    out = []
+    seen: dict[tuple, int] = {}
+    for j, clause in enumerate(clauses):
+        if clause.keep or not clause.assertive:
+            continue
+        key = tuple(t for t in clause.tokens if t not in _CONNECTIVES)
+        what = " ".join(clause.tokens)
+        if key in seen:
+            out.append((j, f"'{what}' repeats an earlier clause"))
+        elif clause.mentions and any(
+                set(earlier.mentions) == set(clause.mentions) and not earlier.keep
+                and all(_stated(specs[k], clause) and _stated(specs[k], clause) <= _stated(specs[k], earlier)
+                        for k in clause.mentions)
+                for earlier in clauses[:j]):
+            out.append((j, f"'{what}' says again what an earlier clause said"))
+        elif _no_op(specs, clause):
+            out.append((j, f"'{what}' changes something to the value it already has (no-op)"))
+        seen.setdefault(key, j)
+    return out
 
 
 class RuleJudge:
@@ -486,11 +563,12 @@ class RuleJudge:
         explicit: list[float] = []
         core = noncore = 0
         names = [s.name for s in specs]
+        pair_ops = frozenset(s.op for s in specs)
         whole = " " + " ".join(_TOKEN.findall(text)) + " "
         for i, spec in enumerate(specs):
             alone = spec.is_global or names.count(spec.name) == 1
             credit, stated_parts, err, n_factual = self._judge_change(i, spec, [c for c in clauses if i in c.mentions],
-                                                                      whole, alone)
+                                                                      whole, alone, pair_ops)
             credits.append(credit)
             errors += err
             if spec.primary:
@@ -507,18 +585,34 @@ class RuleJudge:
         unsupported = [c for c in clauses if _unsupported(c)]
         wrong_object = (not touched and bool(unsupported)
                         and all(c.foreign and not any(w in OBJECTS for w in c.foreign) for c in unsupported))
-        for clause in unsupported:
+        redundant = _redundant_clauses(specs, clauses)
+        no_ops = {j for j, why in redundant if why.endswith("(no-op)")}
+        for j, clause in enumerate(clauses):
             what = " ".join(clause.tokens)
-            if wrong_object:
-                errors.append(_error("other", "P0", None, f"'{what}' is about an object no change touches",
-                                     "unsupported"))
-            elif clause.add or clause.remove or clause.replace:
-                hallucinated = True
-                errors.append(_error("other", "P0", None,
-                                     f"'{what}' asserts an edit no change supports (hallucination)", "unsupported"))
-            else:
-                noncore += 1
-                errors.append(_error("other", "P1", None, f"'{what}' edits an element no change touches", "unsupported"))
+            if clause.global_claim:  # table 6: a view change that did not happen is item 4 (P0), a global
+                ops = ", ".join(sorted(clause.global_claim))  # attribute that did not change item 5 (P1)
+                if not clause.global_claim.isdisjoint(VIEWPOINT_OPS):
+                    hallucinated = True
+                    errors.append(_error("viewpoint", "P0", None, f"'{what}' states a viewpoint change ({ops}) the "
+                                                                  "pair does not show (hallucination)", "unsupported"))
+                else:
+                    noncore += 1
+                    errors.append(_error("detail", "P1", None, f"'{what}' states a global attribute change ({ops}) "
+                                                               "the pair does not show", "unsupported"))
+            elif clause in unsupported and j not in no_ops:
+                if wrong_object:
+                    errors.append(_error("other", "P0", None, f"'{what}' is about an object no change touches",
+                                         "unsupported"))
+                elif clause.add or clause.remove or clause.replace:
+                    hallucinated = True
+                    errors.append(_error("detail", "P0", None,
+                                         f"'{what}' asserts an edit no change supports (hallucination)", "unsupported"))
+                else:
+                    noncore += 1
+                    errors.append(_error("detail", "P1", None, f"'{what}' edits an element no change touches",
+                                         "unsupported"))
+        for _, why in redundant:
+            errors.append(_error("detail", "P2", None, why, "redundant"))
 
         forbidden = rubric.find_forbidden_terms(instruction)
         if forbidden:
@@ -531,7 +625,9 @@ class RuleJudge:
         completeness = rubric.completeness_from_coverage(coverage, covers_secondary)
         info_points = len({v for c in clauses for vals in c.values.values() for v in vals})
         info_points += sum(1 for k in range(len(specs)) if credits[k] > 0)
-        clarity = rubric.clarity_score(len(forbidden), sum(explicit) / len(explicit), len(whole.split()), info_points)
+        # a redundant clause costs clarity as a forbidden word does (table 10's score-2 row names both)
+        clarity = rubric.clarity_score(len(forbidden) + len(redundant), sum(explicit) / len(explicit),
+                                       len(whole.split()), info_points)
         worst = min(errors, key=lambda e: (_SEVERITY_RANK[e["severity"]], _TYPE_RANK[e["type"]]), default=None)
         return {
             "accuracy": accuracy,
@@ -551,9 +647,11 @@ class RuleJudge:
         """How the judge reads `instruction`, clause by clause: each clause's span in the text, the changes
         it is matched to, and whether it is an unsupported assertion or a keep-clause (see the module doc).
         The simulated corrector edits instructions through these spans."""
-        _, clauses, spans = self._read(changes, instruction)
-        return [ClauseView(start, end, tuple(c.mentions), _unsupported(c), c.keep)
-                for c, (start, end) in zip(clauses, spans)]
+        specs, clauses, spans = self._read(changes, instruction)
+        redundant = {j for j, _ in _redundant_clauses(specs, clauses)}
+        return [ClauseView(start, end, tuple(c.mentions), _unsupported(c) or bool(c.global_claim), c.keep,
+                           j in redundant)
+                for j, (c, (start, end)) in enumerate(zip(clauses, spans))]
 
     def _read(self, changes: list[Mapping[str, Any]], instruction: str):
         """(compiled changes, matched clauses, clause spans in `instruction`)."""
@@ -581,6 +679,7 @@ class RuleJudge:
     def _match(specs: list[_Spec], clauses: list[_Clause]) -> None:
         """Fill each clause's `mentions` (change indices) and `foreign` (words naming something else)."""
         change_words = frozenset().union(*(s.words for s in specs))
+        ops = {s.op for s in specs}
         previous: list[int] = []
         for clause in clauses:
             if clause.keep:
@@ -603,6 +702,11 @@ class RuleJudge:
                               if t not in change_words and _singular(t) not in change_words
                               and (t in OBJECTS or (t not in KNOWN_WORDS and _singular(t) not in KNOWN_WORDS
                                                     and not t.isdigit()))]
+            # a whole-image edit (flip, rotate, zoom, tone, background, style) of an op no change has, naming
+            # no object: it states a change the pair does not show, so it inherits no mention
+            if not mentioned and not clause.foreign and clause.global_ops and clause.global_ops.isdisjoint(ops):
+                clause.global_claim = clause.global_ops
+                continue
             if not mentioned and (clause.pronoun or not clause.foreign):
                 mentioned = list(previous)
             clause.mentions = mentioned
@@ -611,7 +715,7 @@ class RuleJudge:
 
     @staticmethod
     def _judge_change(index: int, spec: _Spec, clauses: list[_Clause], whole: str,
-                      alone: bool) -> tuple[float, int, list, int]:
+                      alone: bool, pair_ops: frozenset = frozenset()) -> tuple[float, int, list, int]:
         """(completeness credit, number of target parts written, errors, number of factual errors).
 
         `alone`: the change is the only one on its object, so naming the object in an edit clause of
@@ -673,23 +777,36 @@ class RuleJudge:
             if credit == 0.0:
                 errors.append(_error("viewpoint" if spec.viewpoint else "detail", sev, index,
                                      f"change {spec.label} named but not described", "omitted"))
+            op_errors = []
+            if spec.op not in ("add", "replace") and any(
+                    c.add and len(c.mentions) == 1 and not any(v in c.padded for v in spec.verbs) for c in clauses):
+                op_errors.append(f"change {spec.label} described as an addition")
+            if spec.op not in ("remove", "replace", "text") and any(
+                    c.remove and len(c.mentions) == 1 for c in clauses):
+                op_errors.append(f"change {spec.label} described as a removal")
+            if spec.op == "replace" and any(c.remove for c in clauses) and any(c.add for c in clauses) and not any(
+                    c.replace for c in clauses):  # table 6 row 3: remove + add should be replace
+                op_errors.append(f"change {spec.label} described as a removal and an addition, not a replacement")
+            for c in clauses:  # an edit of another kind stated about this change's object ("and move it left")
+                if len(c.mentions) != 1 or _keeps_value(spec, c):  # a no-op is redundant (P2), not an edit
+                    continue
+                other = sorted(op for op in _FOREIGN_OPS if op not in pair_ops and not (spec.op, op) in _SAME_EDIT
+                               and any(v in c.padded for v in _OP_VERBS[op]))
+                if other:
+                    op_errors.append(f"change {spec.label}: also states a {other[0]} that the pair does not show")
+                    break
+            for reason in op_errors:
+                n_factual += 1
+                errors.append(_error("detail", sev, index, reason, "op"))
             for part, state, wrong in states:
                 if state == "wrong":
                     n_factual += 1
                     etype = "orientation" if part.wrong_class == "spatial" else "detail"
                     errors.append(_error(etype, sev, index, f"change {spec.label}: says {', '.join(sorted(wrong))} "
                                                             f"instead of {part.target}", "wrong"))
-                elif state == "absent" and credit > 0:
+                elif state == "absent" and credit > 0 and not op_errors:  # told as another edit: that is the error
                     errors.append(_error(_omission_type(spec, part), sev, index,
                                          f"change {spec.label}: {part.target} not stated", "omitted"))
-            if spec.op not in ("add", "replace") and any(
-                    c.add and len(c.mentions) == 1 and not any(v in c.padded for v in spec.verbs) for c in clauses):
-                n_factual += 1
-                errors.append(_error("detail", sev, index, f"change {spec.label} described as an addition", "op"))
-            if spec.op not in ("remove", "replace", "text") and any(
-                    c.remove and len(c.mentions) == 1 for c in clauses):
-                n_factual += 1
-                errors.append(_error("detail", sev, index, f"change {spec.label} described as a removal", "op"))
             if spec.own_colour and spec.op not in ("add", "remove"):
                 for c in clauses:
                     said = set().union(*(c.before_head.get(h, set()) for h in spec.heads))
