@@ -366,3 +366,98 @@ def test_clause_spans_cover_the_text_and_carry_the_matched_changes():
     pieces = [text[v.start:v.end].strip() for v in views]
     assert pieces == ["Move the red star to the left", "recolor the blue circle green", "Also", "add a hat"]
     assert [v.mentions for v in views] == [(0,), (1,), (1,), ()] and [v.unsupported for v in views][-1]
+
+
+# ----------------------------------------------------------------------------------------------
+# Table 6, case by case: what the judge must flag (issue 26)
+
+MOVE_CYAN = [make_change("move", "cyan circle", "position", direction="right")]
+RECOLOR_STAR = [make_change("color", "green star", "color", "green", "blue")]
+RECOLOR_RING = [make_change("color", "pink ring", "color", "pink", "blue")]
+REPLACE_HEART = [make_change("replace", "brown heart", "shape", "brown heart", "yellow star")]
+REFERENCE = "Slide the cyan circle to the right."
+
+
+@pytest.mark.parametrize("changes, text, expected, kind", [
+    # the four cases the issue found scored 5.0 with no error
+    (MOVE_CYAN, "Flip the whole image horizontally, and slide the cyan circle to the right.", ("viewpoint", "P0"),
+     "unsupported"),  # row 4: a viewpoint change stated that did not happen
+    (MOVE_CYAN, "Slide the cyan circle to the right, and make the whole image darker.", ("detail", "P1"),
+     "unsupported"),  # row 5: a global visual attribute that did not change
+    (MOVE_CYAN, " ".join([REFERENCE] * 5), ("detail", "P2"), "redundant"),  # row 7: repetitive
+    (RECOLOR_STAR, "Change the green star to blue, and recolor the pink ring pink.", ("detail", "P2"),
+     "redundant"),  # row 7: meaningless (a no-op on an untouched object)
+    # more of rows 4, 5 and 7
+    (MOVE_CYAN, "Slide the cyan circle to the right, and rotate it 90 degrees clockwise.", ("viewpoint", "P0"),
+     "unsupported"),
+    (MOVE_CYAN, "Slide the cyan circle to the right and zoom in on the center of the image.", ("viewpoint", "P0"),
+     "unsupported"),
+    (MOVE_CYAN, "Slide the cyan circle to the right. Also, convert the whole image to outline style.",
+     ("detail", "P1"), "unsupported"),
+    (MOVE_CYAN, "Slide the cyan circle to the right, and make the background gray.", ("detail", "P1"), "unsupported"),
+    (MOVE_CYAN, "Slide the cyan circle to the right. Shift the cyan circle to the right.", ("detail", "P2"),
+     "redundant"),  # the same change said again in other words
+    (RECOLOR_RING, "Change the pink ring to blue, and recolor the pink ring pink.", ("detail", "P2"), "redundant"),
+    # rows 2 and 3: fabricated operations on the edited object or anywhere, and remove + add for a replacement
+    (MOVE_CYAN, "Slide the cyan circle to the right and add a red star.", ("detail", "P0"), "unsupported"),
+    (RECOLOR_RING, "Change the pink ring to blue and move it to the left.", ("detail", "P0"), "op"),
+    (REPLACE_HEART, "Remove the brown heart and add a yellow star.", ("detail", "P0"), "op"),
+    (MOVE_CYAN, "Remove the cyan circle.", ("detail", "P0"), "op"),
+])
+def test_table_6_cases_are_flagged_with_their_type_and_severity(changes, text, expected, kind):
+    result = JUDGE.score(changes, text)
+    assert (result["error_type"], result["severity"]) == expected, result["errors"]
+    assert any(e["kind"] == kind for e in result["errors"]), result["errors"]
+    assert result["composite"] < 5.0
+
+
+def test_viewpoint_claims_are_hallucinations_and_redundancy_costs_clarity():
+    flip = JUDGE.score(MOVE_CYAN, "Flip the whole image horizontally, and slide the cyan circle to the right.")
+    assert flip["accuracy"] == 2  # listing B.1: a fabricated operation caps accuracy at 2
+    darker = JUDGE.score(MOVE_CYAN, "Slide the cyan circle to the right, and make the whole image darker.")
+    assert darker["accuracy"] == 4  # an edit of an element no change touches: a minor error
+    repeated = JUDGE.score(MOVE_CYAN, " ".join([REFERENCE] * 2))
+    assert (repeated["accuracy"], repeated["completeness"], repeated["clarity"]) == (5, 5, 3.0)
+
+
+def test_what_the_pair_does_show_is_not_flagged():
+    """A global clause the pair has, a pointing change told as a rotation, a background told as a recolouring,
+    keep-clauses and a clause that goes on about the same change are all clean."""
+    cases = [
+        ([make_change("zoom", "image", "zoom", direction="out")], "Zoom out, leaving an empty margin around the scene."),
+        ([make_change("motion", "black arrow", "pose", "right", "up", "up")], "Rotate the black arrow to point up."),
+        ([make_change("background", "background", "color", "mint", "white")], "Recolor the background white."),
+        (RECOLOR_RING, "Change the pink ring to blue, keeping the background white."),
+        (MOVE_CYAN, "Slide the cyan circle to the right, keeping everything else unchanged."),
+        ([make_change("move", "red star", "position", direction="left"),
+          make_change("mirror", "image", "orientation", direction="horizontal")],
+         "Move the red star to the left, then flip the whole image horizontally."),
+    ]
+    for changes, text in cases:
+        assert JUDGE.score(changes, text)["errors"] == [], text
+
+
+def test_every_reference_instruction_is_clean():
+    """3,000 generated pairs of every edit type (one to four changes): not one reference has an error."""
+    from editcaption.world import synthetic
+
+    rows = synthetic.generate_pairs(3000, seed=5, size=64, progress=False).select_columns(
+        ["instruction", "changes", "edit_type"]).to_list()
+    assert {r["edit_type"] for r in rows} >= {"move", "mirror", "rotate", "zoom", "tone", "style", "hybrid", "text"}
+    flagged = [(r["instruction"], JUDGE.score(r["changes"], r["instruction"])["errors"]) for r in rows]
+    assert [f for f in flagged if f[1]] == []
+
+
+def test_agreement_with_the_hand_labelled_set():
+    """112 instructions labelled by hand from table 6 (eval.judge_agreement); the judge's worst error (mode and
+    severity) must match at least 95 % of them. Where they differ is listed in the README (two of 112 on the day
+    the set was written: "Remove the heart." wants the colour, a move of an untouched object is P1 to the judge)."""
+    from editcaption.eval import judge_agreement
+
+    frame = judge_agreement.judged_labels()
+    result = judge_agreement.agreement(frame)
+    assert result["n"] == 112 and len(set(frame["id"])) == 112
+    assert result["exact"] >= 0.95 and result["severity_kappa"] >= 0.9, result
+    assert (frame["label_severity"] == "").sum() >= 25 and result["clean_vs_error"] >= 0.98
+    rows = set(frame["table6_row"])
+    assert {1, 2, 3, 4, 5, 7} <= rows  # every row the judge can see without the images

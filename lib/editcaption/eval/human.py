@@ -117,7 +117,7 @@ def issues_from_judge(errors: Sequence[Mapping[str, Any]], changes: Sequence[Map
     """Map the rule judge's error tags (`RuleJudge.score(...)["errors"]`) to table-6 issues.
 
     text ops -> item 1; viewpoint errors and P0 orientation errors -> item 4; a missing tone/brightness
-    change at P1 -> item 5; other omissions ("not described", "not stated") -> item 3; vague wording
+    change, or a global attribute change the pair does not show, at P1 -> item 5; other omissions ("not described", "not stated") -> item 3; vague wording
     (the P2 tag) -> item 7; every other wrong, reversed or unsupported statement -> item 2."""
     issues = []
     for error in errors:
@@ -131,7 +131,8 @@ def issues_from_judge(errors: Sequence[Mapping[str, Any]], changes: Sequence[Map
             item = 1
         elif etype == "viewpoint" or (etype == "orientation" and level == "P0"):
             item, level = 4, "P0"
-        elif omission and op in _GLOBAL_TONE_OPS and level == "P1":
+        elif level == "P1" and ((omission and op in _GLOBAL_TONE_OPS) or (
+                error.get("kind") == "unsupported" and "global attribute" in reason)):
             item = 5
         elif omission:
             item = 3
