@@ -9,8 +9,11 @@ chosen and the rejected answer differ where the error is and nowhere else:
   substituted, or the clause is rewritten in the wording of the change closest to it (which also inserts a
   missing direction or colour);
 - a change not described at all: a clause for it replaces the clause that misdescribed it, or is appended;
-- a clause about something no change touches, or vague wording: the clause is deleted, or a change's
-  clause with vague words rewritten in its plain wording.
+- a change not described at all is joined on in the form the reference instructions use for its role (" and "
+  for a primary edit, ", then " for a view change, ". Also, " for a secondary one), never in a form of its own;
+- a clause about something no change touches (an edit that did not happen), a repeated clause, a no-op, or
+  vague wording: the clause is deleted, as an annotator would, or a change's clause with vague words
+  rewritten in its plain wording.
 
 Each candidate edit is checked with the rule judge: of those that remove errors without adding any, the one
 closest to the rejected text (token edit distance) is kept, and the search repeats until the text is clean.
@@ -24,6 +27,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
+from editcaption.world.scenes import VIEW_OPS
 from editcaption.world.texts import clause_options
 from editcaption.vocab import COLORS, STYLES, TEXTURES
 from editcaption.world.rule_judge import RuleJudge
@@ -93,6 +97,17 @@ def _styled(replacement: str, original: str) -> str:
     if core[:1].isupper():
         replacement = replacement[:1].upper() + replacement[1:]
     return f"{lead}{replacement}{trail}"
+
+
+def _append_glues(change: Mapping[str, Any]) -> tuple[str, ...]:
+    """How a clause for a change left out is joined on, in the forms the reference instructions (the SFT targets)
+    use for its role (world.texts.render_reference_instruction): a primary edit with " and ", a view change
+    with ", then ", a secondary change as an "also" sentence."""
+    if not change.get("primary", True):
+        return (". Also, {}", ". Additionally, {}", ", and also {}")
+    if change["op"] in VIEW_OPS:
+        return (", then {}",)
+    return (" and {}",)
 
 
 class SimulatedCorrector:
@@ -167,8 +182,9 @@ class SimulatedCorrector:
                         yield f"rewrite '{text[view.start:view.end].strip()}' as '{option}'", replace(view, option)
             if not own:
                 for option in options:
-                    yield f"append '{option}'", text.rstrip().rstrip(".!?") + f", and {option}."
-        if any(e["change_index"] is None for e in result["errors"]):  # unsupported clauses, vague wording
+                    for glue in _append_glues(changes[k]):
+                        yield f"append '{option}'", text.rstrip().rstrip(".!?") + glue.format(option) + "."
+        if any(e["change_index"] is None for e in result["errors"]):  # unsupported, redundant or vague clauses
             for index, view in enumerate(views):
                 piece = text[view.start:view.end]
                 if not view.keep:
