@@ -22,12 +22,19 @@ def test_every_candidate_is_judged_and_the_greedy_failure_is_rejected_first():
                     "d": ["", NONE, "."]})
     assert [v.kind for v in mined.verdicts["a"]] == ["rejected", "clean", "rejected"]
     assert mined.verdicts["a"][0].error_type == "orientation" and mined.verdicts["a"][0].p0
-    assert mined.rejected() == {"a": 0, "b": 2} and mined.n_samples == 2
+    # by default only greedy failures are rejected (what is evaluated); a failing sample is the option
+    assert mined.rejected() == {"a": 0} and mined.n_samples == 2
+    assert mined.rejected("greedy-or-sample") == {"a": 0, "b": 2}
     assert mined.clean_alternatives() == {"a": [RIGHT], "b": [RIGHT], "c": [RIGHT], "d": []}
+    assert [mined.pair_kind(p, "greedy") for p in "abcd"] == ["rejected", "clean", "clean", "off_topic"]
     assert [mined.pair_kind(p) for p in "abcd"] == ["rejected", "rejected", "clean", "off_topic"]
     summary = mined.summary()
+    assert summary["n_rejected"] == 1 and summary["rejected_from"] == {"greedy": 1}
+    summary = mined.summary("greedy-or-sample")
     assert summary["n_rejected"] == 2 and summary["rejected_from"] == {"greedy": 1, "sample": 1}
     assert summary["pair_kinds"]["off_topic"] == 1 and summary["n_candidates"] == 12
+    with pytest.raises(ValueError, match="rejected_from"):
+        mined.rejected("samples")
 
 
 def test_pass_at_1_and_pass_at_k_per_edit_type():

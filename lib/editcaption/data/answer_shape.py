@@ -134,10 +134,13 @@ def _cut(ids: list[str], n: int, rng: random.Random) -> tuple[list[str], list[st
     return order[:n], order[n:]
 
 
-def balance_lengths(deltas: pd.DataFrame, *, seed: int = 0) -> LengthBalance:
+def balance_lengths(deltas: pd.DataFrame, *, seed: int = 0, enabled: bool = True) -> LengthBalance:
     """Per failure mode: of the pairs whose chosen answer has more edit clauses than the rejected one and those
     with fewer, the larger group is cut to the size of the smaller; then, among the pairs left with as many
-    clauses, the same for words. Equal pairs all stay. The draw is seeded."""
+    clauses, the same for words. Equal pairs all stay. The draw is seeded. `enabled` False keeps every pair
+    (the tables still show the deltas)."""
+    if not enabled:
+        return LengthBalance(deltas["id"].tolist(), [], sign_table(deltas), sign_table(deltas))
     rng = random.Random(f"length-balance-{seed}")
     kept: list[str] = []
     for _, group in sorted(deltas.groupby("error_type"), key=lambda item: item[0]):

@@ -6,13 +6,15 @@ sampled ones (temperature, top-p, seeded, batched; cached so a rerun re-pays not
 reads every candidate:
 
 - `clean`: no error; `rejected`: the worst error is orientation, viewpoint or detail (its type and
-  severity are the labels); `other`: the worst error is content no change supports; `off_topic`: names no
-  change at all (every failure-mode error an omission); `empty`: no text.
+  severity are the labels; an edit the pair does not show, a repeat or a no-op is a detail or viewpoint error
+  too, so its correction deletes a clause); `other`: about an object no change touches; `off_topic`: names
+  no change at all (every failure-mode error an omission); `empty`: no text.
 
 pass@1 and pass@K per edit type tell where preference training can help at all: DPO shifts probability
 between answers the model already writes, so it can only fix an edit type whose pass@K (some sample is
-right) is well above its pass@1. Per pair the rejected answer is the greedy one when it fails, else the
-first failing sample (`Mining.rejected`).
+right) is well above its pass@1. Per pair the rejected answer is the greedy one when it fails (what is
+evaluated); `rejected_from="greedy-or-sample"` also takes the first failing sample of a pair whose greedy answer
+is clean (`Mining.rejected`).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from editcaption.world.rule_judge import RuleJudge
 MODES = records.ERROR_TYPES  # orientation, viewpoint, detail
 KINDS = ("clean", "rejected", "other", "off_topic", "empty")
 GREEDY = "greedy"
+REJECTED_FROM = ("greedy", "greedy-or-sample")  # where rejected answers come from (notebook 03's rejected_from)
 
 
 @dataclass(frozen=True)
@@ -113,11 +116,15 @@ class Mining:
     def name(self, index: int) -> str:
         return GREEDY if index == 0 else f"sample {index}"
 
-    def rejected(self) -> dict[str, int]:
-        """id -> index of its rejected answer: the greedy candidate when it fails, else the first failing sample."""
+    def rejected(self, rejected_from: str = "greedy") -> dict[str, int]:
+        """id -> index of its rejected answer: the greedy candidate when it fails (what is evaluated, so what
+        preference training should fix); with `rejected_from` "greedy-or-sample", else the first failing sample."""
+        if rejected_from not in REJECTED_FROM:
+            raise ValueError(f"rejected_from must be one of {REJECTED_FROM}, got {rejected_from!r}")
+        last = 1 if rejected_from == "greedy" else None
         picked = {}
         for pid in self.ids:
-            index = next((i for i, v in enumerate(self.verdicts[pid]) if v.kind == "rejected"), None)
+            index = next((i for i, v in enumerate(self.verdicts[pid][:last]) if v.kind == "rejected"), None)
             if index is not None:
                 picked[pid] = index
         return picked
@@ -127,9 +134,11 @@ class Mining:
         return {pid: list(dict.fromkeys(t for t, v in zip(self.candidates[pid], self.verdicts[pid])
                                         if v.kind == "clean")) for pid in self.ids}
 
-    def pair_kind(self, pid: str) -> str:
-        """One kind per pair: rejected if any candidate fails with a mode, else the best other kind."""
+    def pair_kind(self, pid: str, rejected_from: str = "greedy-or-sample") -> str:
+        """One kind per pair: rejected if a candidate it may take fails with a mode, else the best other kind."""
         kinds = {v.kind for v in self.verdicts[pid]}
+        if rejected_from == "greedy" and self.verdicts[pid][0].kind != "rejected":
+            kinds.discard("rejected")
         return next(kind for kind in ("rejected", "clean", "other", "off_topic", "empty") if kind in kinds)
 
     def pass_rates(self) -> pd.DataFrame:
@@ -154,9 +163,9 @@ class Mining:
         table.loc["all", "pairs"] = len(frame)
         return table
 
-    def summary(self) -> dict:
-        picked = self.rejected()
-        kinds = Counter(self.pair_kind(pid) for pid in self.ids)
+    def summary(self, rejected_from: str = "greedy") -> dict:
+        picked = self.rejected(rejected_from)
+        kinds = Counter(self.pair_kind(pid, rejected_from) for pid in self.ids)
         labels = [self.verdicts[pid][i] for pid, i in picked.items()]
         return {"n_pairs": len(self.ids), "n_samples": self.n_samples,
                 "n_candidates": sum(len(c) for c in self.candidates.values()),

@@ -24,7 +24,7 @@ import datasets
 import pandas as pd
 
 from editcaption import annotation, paths, records
-from editcaption.data import construct, correction, mining
+from editcaption.data import answer_shape, construct, correction, mining
 from editcaption.data.preference_rows import load_preferences
 from editcaption.prompts import INSTRUCTION_PROMPT
 
@@ -100,11 +100,11 @@ class Tagging:
                 "rejected_severities": dict(Counter(s for _, s in self.rejected.values()))}
 
 
-def tagging_of(mined: mining.Mining) -> Tagging:
-    """Per pair: its rejected answer (`Mining.rejected`: the greedy one when it fails, else the first failing
-    sample) with the judge's labels, or the kind of pair it is without one."""
+def tagging_of(mined: mining.Mining, rejected_from: str = "greedy") -> Tagging:
+    """Per pair: its rejected answer (`Mining.rejected`: the greedy one when it fails; with "greedy-or-sample"
+    else the first failing sample) with the judge's labels, or the kind of pair it is without one."""
     tagging = Tagging({}, [], [], [], [])
-    picked = mined.rejected()
+    picked = mined.rejected(rejected_from)
     for pid in mined.ids:
         if pid in picked:
             verdict = mined.verdicts[pid][picked[pid]]
@@ -114,7 +114,7 @@ def tagging_of(mined: mining.Mining) -> Tagging:
             tagging.origin[pid] = mined.name(picked[pid])
         else:
             {"clean": tagging.clean, "other": tagging.other, "off_topic": tagging.off_topic,
-             "empty": tagging.empty}[mined.pair_kind(pid)].append(pid)
+             "empty": tagging.empty}[mined.pair_kind(pid, rejected_from)].append(pid)
     return tagging
 
 
@@ -252,6 +252,31 @@ def distance_summary(provenance: pd.DataFrame) -> dict:
             "by_source": {k: describe(g["edit_distance"]) for k, g in provenance.groupby("chosen_source")},
             "by_mode": {k: describe(g["edit_distance"]) for k, g in provenance.groupby("error_type")},
             "histogram": {int(k): int(v) for k, v in distances.value_counts().sort_index().items()}}
+
+
+# ------------------------------------------------------------------------------ 3b · answer shape
+
+def shape_of_corrections(corrections: Corrections) -> pd.DataFrame:
+    """Per corrected pair: chosen − rejected in words and edit clauses (`answer_shape.shape_deltas`)."""
+    return answer_shape.shape_deltas([{"id": pid, "error_type": row["error_type"], "chosen": row["corrected_instruction"],
+                                       "rejected": row["rejected_instruction"]} for pid, row in sorted(corrections.rows.items())])
+
+
+def joining_form_table(corrections: Corrections, sft_pool: datasets.Dataset) -> pd.DataFrame:
+    """Share of texts using each joining form: the SFT pool's reference instructions (the SFT targets), the
+    chosen and the rejected answers."""
+    rows = corrections.rows.values()
+    return answer_shape.form_shares({"sft targets": sft_pool["instruction"],
+                                     "chosen": [r["corrected_instruction"] for r in rows],
+                                     "rejected": [r["rejected_instruction"] for r in rows]})
+
+
+def length_balanced(corrections: Corrections, ids: Sequence[str]) -> Corrections:
+    """`corrections` with only the rows of `ids` (the pairs `answer_shape.balance_lengths` kept)."""
+    keep = set(ids)
+    return Corrections({pid: row for pid, row in corrections.rows.items() if pid in keep}, corrections.source,
+                       corrections.annotator, corrections.n_read, corrections.n_rejected, corrections.missing,
+                       corrections.problems)
 
 
 # -------------------------------------------------------------------------------------- 4 · mix
@@ -394,14 +419,21 @@ def distance_overview(distances: dict) -> dict:
 
 def stage_metrics(*, rejected_source: str, sft_model: str, generation: dict, mined, pass_rates: pd.DataFrame,
                   headroom: dict, tagging, pairs, n_left_out: int, corrections, balanced, preferences, distances: dict,
-                  counts: pd.DataFrame, preference_dir) -> dict:
-    """What notebook 03 writes to metrics.json: each step's summary, the row counts along the way, the mix."""
+                  counts: pd.DataFrame, preference_dir, rejected_from: str = "greedy", forms: pd.DataFrame | None = None,
+                  lengths: answer_shape.LengthBalance | None = None) -> dict:
+    """What notebook 03 writes to metrics.json: each step's summary, the row counts along the way, the mix, the
+    joining forms of targets, chosen and rejected answers, and the length balance (chosen − rejected by mode)."""
     return {"rejected_source": rejected_source, "sft_model": sft_model, "generation": generation,
-            "mining": mined.summary(), "pass_rates": pass_rates.to_dict(orient="index"), "headroom": headroom,
-            "tagging": tagging.summary(),
+            "rejected_from": rejected_from,
+            "mining": mined.summary(rejected_from), "pass_rates": pass_rates.to_dict(orient="index"),
+            "headroom": headroom, "tagging": tagging.summary(),
             "counts": {"candidate_pairs": len(pairs), "pool_left_out": n_left_out, "rejected": len(tagging.rejected),
-                       "corrected": len(corrections.rows), "balanced": len(balanced.selected),
-                       "preference_rows": len(preferences)},
+                       "corrected": len(corrections.rows),
+                       "length_balanced": len(lengths.kept) if lengths is not None else len(corrections.rows),
+                       "balanced": len(balanced.selected), "preference_rows": len(preferences)},
+            "joining_forms": forms.to_dict() if forms is not None else {},
+            "foreign_forms": answer_shape.foreign_forms(forms, "chosen", "sft targets") if forms is not None else [],
+            "length_balance": lengths.summary() if lengths is not None else {},
             "correction": corrections.summary(), "chosen": distances, "balance": balanced.summary(),
             "achieved_mix": balanced.achieved_mix(), "shortfall": balanced.shortfall,
             "severity_counts": counts.sum(axis=0).to_dict(), "mode_severity_counts": counts.to_dict(orient="index"),

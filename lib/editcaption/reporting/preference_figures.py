@@ -115,3 +115,25 @@ def plot_sweep(sweep: pd.DataFrame, *, save: str | Path | None = None):
     ax.set_xticks(range(len(sweep)), sweep["setting"], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("P0 error rate, validation subsets")
     return finish_figure(fig, save)
+
+
+def plot_length_deltas(deltas: pd.DataFrame, kept: list[str], *, save: str | Path | None = None):
+    """Chosen − rejected, in edit clauses and in words, per failure mode: every corrected pair (light) and the
+    pairs the length balance kept (dark). A set whose bars lean right teaches "write more"."""
+    modes = sorted(deltas["error_type"].unique())
+    fig, axes = plt.subplots(2, max(1, len(modes)), figsize=(3.2 * max(1, len(modes)), 4.8), squeeze=False)
+    kept_rows = deltas[deltas["id"].isin(set(kept))]
+    for col, mode in enumerate(modes):
+        for row, (column, unit) in enumerate((("d_clauses", "clauses"), ("d_words", "words"))):
+            ax = axes[row][col]
+            every = deltas.loc[deltas["error_type"] == mode, column]
+            left = kept_rows.loc[kept_rows["error_type"] == mode, column]
+            bins = np.arange(min(every.min(), -1) - 0.5, max(every.max(), 1) + 1.5)
+            ax.hist(every, bins=bins, color=MODE_COLORS.get(mode, "gray"), alpha=0.35, label=f"all ({len(every)})")
+            ax.hist(left, bins=bins, color=MODE_COLORS.get(mode, "gray"), label=f"kept ({len(left)})")
+            ax.axvline(0, color="black", lw=0.8)
+            ax.set_xlabel(f"chosen − rejected, {unit}", fontsize=8)
+            ax.set_title(f"{mode}: mean {every.mean():+.2f} → {left.mean() if len(left) else float('nan'):+.2f}",
+                         fontsize=8)
+            ax.legend(fontsize=7)
+    return finish_figure(fig, save)
