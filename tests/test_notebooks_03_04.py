@@ -33,7 +33,13 @@ def test_smoke_01_to_04_builds_preferences_trains_variants_and_scores(smoke_run)
     assert set(prefs["achieved_mix"]) == set(MODES) and sum(prefs["severity_counts"].values()) == counts["balanced"]
     rows, skipped = load_preferences(prefs["preference_data_path"])
     assert len(rows) == counts["preference_rows"] and not skipped
-    for figure in ("mode_severity", "examples", "pass_rates", "edit_distances"):
+    # the chosen answers use no joining form the SFT targets lack; chosen − rejected has no systematic sign
+    assert prefs["foreign_forms"] == [] and prefs["rejected_from"] == "greedy"
+    after = prefs["length_balance"]["after"]
+    assert counts["length_balanced"] == prefs["length_balance"]["n_kept"] >= counts["balanced"]
+    for mode, row in after.items():
+        assert row["clauses +"] == row["clauses -"], (mode, row)
+    for figure in ("mode_severity", "examples", "pass_rates", "edit_distances", "length_deltas"):
         assert (prefs_stage / f"{figure}.png").exists(), figure
 
     dpo = json.loads((dpo_stage / "metrics.json").read_text())
