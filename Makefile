@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 # arguments, e.g. a CPU-only wheel index, go in TORCH_PIP_ARGS.
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 TORCH_PIP_ARGS ?=
-# The Label Studio server for the live annotation path (its own environment: Django and ~1 GB).
+# The Label Studio server for the live annotation path (its own environment: Django and ~1 GB), held to the
+# versions in constraints-labelstudio.txt (an unpinned sentry-sdk 3 broke its start-up on 2026-12-08).
 LABEL_STUDIO_PIN ?= label-studio==1.23.2
 
 .PHONY: setup browser demo test lab labelstudio bench lint constraints clean-outputs
@@ -34,7 +35,7 @@ lab: setup
 
 # label-studio-sdk into .venv (the [labelstudio] extra) and a Label Studio server into .venv-labelstudio.
 labelstudio: setup
-	$(BIN)/pip install -c constraints.txt -e ".[dev,labelstudio]" && $(PYTHON) -m venv .venv-labelstudio && .venv-labelstudio/bin/pip install $(LABEL_STUDIO_PIN)
+	$(BIN)/pip install -c constraints.txt -e ".[dev,labelstudio]" && $(PYTHON) -m venv .venv-labelstudio && .venv-labelstudio/bin/pip install -c constraints-labelstudio.txt $(LABEL_STUDIO_PIN)
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
