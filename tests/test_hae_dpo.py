@@ -151,6 +151,13 @@ def test_config_variants_and_refusals():
         config(hae_variant="ipo")
     with pytest.raises(ValueError, match="hae_tau must be > 0"):
         config(hae_tau=0.0)
+    controls = {v: config(hae_variant=v, hae_constant_margin=0.5 if v == "const" else 0.0).hae_gammas
+                for v in ("const", "nll_only")}
+    assert controls == {"const": (0.0, 0.0), "nll_only": (0.0, 0.0)}
+    with pytest.raises(ValueError, match="hae_variant const needs hae_constant_margin > 0"):
+        config(hae_variant="const")
+    with pytest.raises(ValueError, match="only used by hae_variant const"):
+        config(hae_variant="hae", hae_constant_margin=0.5)
     with pytest.raises(TypeError, match="needs an HAEDPOConfig, got DPOConfig"):
         HAEDPOTrainer(model=None, args=config(DPOConfig))
     with pytest.raises(ValueError, match=r"HAE-DPO needs loss_type \['sigmoid'\]"):
@@ -245,6 +252,37 @@ def test_the_chosen_nll_term_adds_trls_sft_loss_to_the_margin_loss(smoke_dir, tr
     assert nll.item() > 0.1  # the term is not negligible here
 
 
+def test_the_controls_losses_const_margin_and_nll_only(smoke_dir, trl_rows, tmp_path):
+    """const: eq. 2 with one margin for every pair; nll_only: the chosen answers' NLL per token alone. Both log
+    the DPO part and the chosen NLL apart (hae/dpo_loss, hae/chosen_nll), as every variant does."""
+    beta, constant = 0.5, 0.37
+    batch_rows = [0, 1, 2, 3]
+    const = make_trainer(smoke_dir, trl_rows, tmp_path / "const", beta=beta, hae_variant="const",
+                         hae_constant_margin=constant)
+    perturb(const.model)
+    const.model.train()
+    batch = collate(const, trl_rows, batch_rows)
+    policy, lengths = _sequence_logps(const.model, batch)
+    reference, _ = _sequence_logps(const.ref_model, batch)
+    (pw, pl), (rw, rl), (nw, _) = policy.chunk(2), reference.chunk(2), lengths.chunk(2)
+    delta = (pw - rw) - (pl - rl)
+    dpo = torch.log1p(torch.exp(-(beta * delta - constant))).mean()
+    nll = -pw.sum() / nw.sum()
+    assert const.compute_loss(const.model, batch).item() == pytest.approx(dpo.item(), rel=1e-5)
+    logged = {k: v[-1] for k, v in const._metrics["train"].items()}
+    assert logged["hae/margin_mean"] == pytest.approx(constant) and logged["hae/margin/P0"] == pytest.approx(constant)
+    assert logged["hae/dpo_loss"] == pytest.approx(dpo.item(), rel=1e-5)
+    assert logged["hae/chosen_nll"] == pytest.approx(nll.item(), rel=1e-5)
+
+    imitation = make_trainer(smoke_dir, trl_rows, tmp_path / "nll_only", beta=beta, hae_variant="nll_only")
+    imitation.model.load_state_dict(const.model.state_dict())
+    imitation.model.train()
+    assert imitation.compute_loss(imitation.model, batch).item() == pytest.approx(nll.item(), rel=1e-5)
+    logged = {k: v[-1] for k, v in imitation._metrics["train"].items()}
+    assert logged["hae/dpo_loss"] == pytest.approx(torch.log1p(torch.exp(-beta * delta)).mean().item(), rel=1e-5)
+    assert abs(dpo.item() - nll.item()) > 1e-2  # the two losses differ here: the test tells them apart
+
+
 def test_label_columns_survive_preprocessing_and_shuffling(smoke_dir, trl_rows, tmp_path):
     trainer = make_trainer(smoke_dir, trl_rows, tmp_path / "hae", per_device_train_batch_size=3)
     tokenizer = trainer.processing_class.tokenizer
@@ -294,6 +332,21 @@ def test_variant_trains_and_writes_metrics(smoke_dir, prefs_dir, tmp_path, varia
     keys = set().union(*logs)
     assert {f"hae/margin/{name}" for name in ERROR_TYPES + SEVERITIES} <= keys  # two batches of 4 cover all 8 rows
     assert (out / "final" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("variant, constant", [("const", 0.42), ("nll_only", 0.0)])
+def test_controls_train_and_record_what_they_trained_on(smoke_dir, prefs_dir, tmp_path, variant, constant):
+    out = tmp_path / variant
+    train_hae_dpo(*params_for(smoke_dir, prefs_dir, out, hae_variant=variant, hae_constant_margin=constant))
+    saved = json.loads((out / METRICS_FILE).read_text())
+    assert saved["constant_margin"] == saved["config"]["hae_constant_margin"] == constant
+    assert saved["preference_term"] == (variant != "nll_only")
+    logs = [e for e in saved["log_history"] if "loss" in e]
+    assert logs and all({"hae/dpo_loss", "hae/chosen_nll"} <= set(e) for e in logs)
+    if variant == "const":
+        assert all(e["hae/margin_mean"] == pytest.approx(constant) for e in logs)
+    else:  # the loss is the chosen NLL alone
+        assert all(e["loss"] == pytest.approx(e["hae/chosen_nll"], rel=1e-4) for e in logs)
 
 
 def test_explicit_reference_and_lora(smoke_dir, prefs_dir, tmp_path):

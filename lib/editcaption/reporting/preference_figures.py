@@ -13,9 +13,9 @@ from editcaption.reporting.figures import MODE_COLORS, finish_figure
 
 
 def plot_pass_rates(table: pd.DataFrame, *, criterion: str = "p0", save: str | Path | None = None):
-    """Per edit type: the greedy pass rate, pass@1 and pass@K of the sampled candidates (`Mining.pass_rates`),
-    on `criterion` "p0" (no P0 error) or "correct" (no error). The gap between pass@K and pass@1 is what a
-    preference stage can hope to close."""
+    """Per row of `Mining.pass_rates` (each edit type and move axis): the greedy pass rate, pass@1 and pass@K of
+    the sampled candidates, on `criterion` "p0" (no P0 error) or "correct" (no error). The gap between pass@K
+    and pass@1 is what a preference stage can hope to close."""
     rows = table.drop(index="all", errors="ignore")
     columns = [(f"greedy_{criterion}", "greedy"), (f"pass@1_{criterion}", "pass@1"), (f"pass@K_{criterion}", "pass@K")]
     x = np.arange(len(rows))
@@ -49,14 +49,18 @@ def plot_edit_distances(provenance: pd.DataFrame, *, save: str | Path | None = N
 
 
 CURVES = (("rewards/accuracies", "reward accuracy"), ("rewards/margins", "reward margin β·Δ"),
-          ("logps/chosen", "log p(chosen)"), ("logps/rejected", "log p(rejected)"))
+          ("logps/chosen", "log p(chosen)"), ("logps/rejected", "log p(rejected)"),
+          ("hae/dpo_loss", "DPO part of the loss (eq. 2)"), ("hae/chosen_nll", "chosen NLL per token"))
 
 
 def plot_dpo_curves(histories: dict[str, list[dict]], *, save: str | Path | None = None):
-    """Per run, against the optimizer step: TRL's reward accuracy and reward margin, and the policy's summed
-    log-probability of the chosen and of the rejected answers. A chosen log-probability that falls with the
-    rejected one is DPO moving mass away from both, not towards the chosen answer."""
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
+    """Per run, against the optimizer step: TRL's reward accuracy and reward margin, the policy's summed
+    log-probability of the chosen and of the rejected answers, and the two parts of the loss logged apart (the
+    DPO part with the run's margin, the chosen answer's NLL), whatever the run trained on, so the controls'
+    curves compare with the variants'. A chosen log-probability that falls with the rejected one is DPO moving
+    mass away from both, not towards the chosen answer."""
+    fig, axes = plt.subplots(2, 3, figsize=(13, 6.4))
+    axes = axes.ravel()
     for name, history in histories.items():
         for ax, (key, _) in zip(axes, CURVES):
             points = [(e["step"], float(e[key])) for e in history if key in e]

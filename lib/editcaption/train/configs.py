@@ -25,7 +25,14 @@ from trl import DPOConfig, ModelConfig, SFTConfig
 from editcaption.config import ConfigError
 from editcaption.data.preference_rows import BAD_ROWS
 
-VARIANTS = {"dpo": (0.0, 0.0), "st_only": (1.0, 0.0), "h_only": (0.0, 1.0), "hae": (1.0, 1.0)}  # γ_st, γ_h on/off
+# hae_variant -> (γ_st on, γ_h on). Table 4's rows (dpo, st_only, h_only, hae) and two controls: `const`, plain DPO
+# with one margin for every pair (hae_constant_margin, notebook 04 sets HAE-DPO's mean margin: what the margin's
+# adaptivity adds beyond its size), and `nll_only`, the chosen answers' NLL without the preference term (what the
+# preference term adds beyond imitating the corrections).
+VARIANTS = {"dpo": (0.0, 0.0), "st_only": (1.0, 0.0), "h_only": (0.0, 1.0), "hae": (1.0, 1.0),
+            "const": (0.0, 0.0), "nll_only": (0.0, 0.0)}
+TABLE4_VARIANTS = ("dpo", "st_only", "h_only", "hae")
+CONTROLS = ("const", "nll_only")
 HARDNESS_LOGP = ("mean", "sum")
 MAX_LENGTH_HELP = ("samples with more tokens are dropped and listed in dropped_samples.jsonl, never truncated "
                    "(truncation would cut image tokens); null keeps every sample")
@@ -101,8 +108,12 @@ class HAEDPOConfig(DPOConfig):
         "help": "invalid preference rows: error (stop, naming the row) or skip (leave out, count, list in "
                 "skipped_preferences.jsonl)", "choices": list(BAD_ROWS)})
     hae_variant: str = field(default="hae", metadata={
-        "help": "table 4 row: dpo (no margin), st_only (severity x type), h_only (hardness), hae (both)",
-        "choices": list(VARIANTS)})
+        "help": "table 4 row: dpo (no margin), st_only (severity x type), h_only (hardness), hae (both); or a "
+                "control: const (DPO with hae_constant_margin for every pair), nll_only (the chosen answers' NLL, "
+                "no preference term)", "choices": list(VARIANTS)})
+    hae_constant_margin: float = field(default=0.0, metadata={
+        "help": "the margin of every pair for hae_variant const (notebook 04 sets HAE-DPO's mean margin); must be "
+                "0 for the other variants"})
     hae_gamma_st: float = field(default=1.0, metadata={"help": "γ_st, weight of the severity x type term "
                                                                "(used by st_only and hae); appendix C: 1.0"})
     hae_gamma_h: float = field(default=1.0, metadata={"help": "γ_h, weight of the hardness term "
@@ -121,6 +132,12 @@ class HAEDPOConfig(DPOConfig):
                 raise ConfigError(f"{name} {value!r} is not one of {sorted(allowed)}")
         if self.hae_tau <= 0:
             raise ConfigError(f"hae_tau must be > 0, got {self.hae_tau}")
+        if self.hae_variant == "const" and not self.hae_constant_margin > 0:
+            raise ConfigError(f"hae_variant const needs hae_constant_margin > 0 (HAE-DPO's mean margin), got "
+                              f"{self.hae_constant_margin}")
+        if self.hae_variant != "const" and self.hae_constant_margin:
+            raise ConfigError(f"hae_constant_margin {self.hae_constant_margin} is only used by hae_variant const "
+                              f"(this run is {self.hae_variant}); leave it 0")
         _settle_batch_and_backend(self)
         super().__post_init__()
 

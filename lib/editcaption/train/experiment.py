@@ -4,8 +4,13 @@ one launch of `editcaption.train.hae_dpo` (`launch.run_training`) from the SFT m
 frozen reference, into its own folder, as on a cluster.
 
 The budget (learning rate, and the weight of the chosen answer's NLL term) is chosen with plain DPO on the
-targeted *validation* subsets of notebook 01, never on the test split: the setting with the lowest P0 error
-rate over the validation subsets wins, and every variant then trains with it.
+targeted *validation* subsets of notebook 01, never on the test split, and every variant then trains with it.
+A setting *collapses* when its answers run on: words per answer above COLLAPSE_WORDS_RATIO x the SFT model's, or
+a share of multi-clause answers more than COLLAPSE_MULTI_CLAUSE_GAIN above the SFT model's. Among the settings
+that do not collapse, those with the paper's loss (eq. 2, no NLL term) come first; the NLL term is taken only
+when every setting without it collapses (a stated deviation, with the measurement in the sweep table). The one
+with the lowest pooled P0 rate wins, and every other setting is compared with it pair by pair (the paired
+difference and its interval on the same validation pairs), not by overlapping intervals.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import datasets
 import pandas as pd
 
 from editcaption import paths
+from editcaption.data import answer_shape
 from editcaption.eval import targeted
 from editcaption.train import launch
 from editcaption.train import margin
@@ -26,6 +32,8 @@ from editcaption.train.configs import VARIANTS
 from editcaption.train.sft import final_model_dir, read_train_metrics
 
 DPO_MODULE = "editcaption.train.hae_dpo"
+COLLAPSE_WORDS_RATIO = 1.5  # words per answer above 1.5 x the SFT model's: run-on text
+COLLAPSE_MULTI_CLAUSE_GAIN = 0.25  # multi-clause answers 25 points above the SFT model's share: appending
 
 
 def parse_numbers(text: str, name: str) -> list[float]:
@@ -119,17 +127,29 @@ def train_run(recipe: Mapping[str, Any], run_dir: str | Path, *, accelerate_conf
             "model": str(final_model_dir(run_dir, merged_out=run_dir / "merged"))}
 
 
+def constant_margin(margins: pd.DataFrame) -> float:
+    """The `const` control's margin: HAE-DPO's mean margin over the preference set (`reference_margins`)."""
+    if not len(margins):
+        raise ValueError("no margins: the const control's margin is HAE-DPO's mean margin over the preference set")
+    return round(float(margins["margin"].mean()), 6)
+
+
 def train_variants(variants: Sequence[str], seeds: Sequence[int], recipe: Mapping[str, Any], stage_dir: str | Path, *,
                    budget: Mapping[str, float], done: Sequence[Mapping[str, Any]] = (), accelerate_config: str = "",
-                   num_processes: int = 1) -> dict[str, dict[str, Any]]:
+                   num_processes: int = 1, margin_of_const: float = 0.0) -> dict[str, dict[str, Any]]:
     """Every (variant, seed) run from the same recipe (model, reference, data) at the chosen budget: run label ->
     {variant, seed, seconds, metrics, params, dir, model, reused}. A run of `done` (the budget sweep's) launched
     with exactly the fields a (variant, seed) needs is taken as it is (`reused` True) instead of trained
-    again: plain DPO with the first seed at the chosen budget is the sweep's winning run."""
+    again: plain DPO with the first seed at the chosen budget is the sweep's winning run. The `const` control
+    trains with `margin_of_const` (`constant_margin`: HAE-DPO's mean margin)."""
+    if "const" in variants and not margin_of_const > 0:
+        raise ValueError("the const control needs margin_of_const > 0 (experiment.constant_margin of the margins)")
     runs = {}
     for seed, variant in itertools.product(seeds, variants):
         label = run_label(variant, seed, seeds[0])
         run_params = {**recipe, **budget_fields(budget), "hae_variant": variant, "seed": seed}
+        if variant == "const":
+            run_params["hae_constant_margin"] = float(margin_of_const)
         same = [run for run in done if run["params"] == run_params]
         if same:
             print(f"{label}: the sweep's run {same[0]['dir']} has these parameters; taken as it is")
@@ -212,7 +232,8 @@ def sweep_budget(learning_rates: str | Sequence[float], nll_weights: str | Seque
             for lr in (learning_rates or [configured["learning_rate"]])
             for w in (nll_weights or [configured["chosen_nll_weight"]])]
     if not learning_rates and not nll_weights:
-        return Sweep(pd.DataFrame(columns=["setting", "p0", "low", "high", "chosen"]), configured, {}, [])
+        return Sweep(pd.DataFrame(columns=["setting", "p0", "low", "high", "chosen"]),
+                     {**configured, "reason": "the recipe's budget (no sweep)"}, {}, [])
     if not validation:
         raise ValueError("the budget sweep needs notebook 01's targeted validation subsets (n_targeted_validation > 0)")
     models, runs = {"SFT": sft_model}, []
@@ -223,13 +244,40 @@ def sweep_budget(learning_rates: str | Sequence[float], nll_weights: str | Seque
         models[label] = runs[-1]["model"]
     scores = targeted.score_models(models, validation, Path(stage_dir) / "generations", batch_size=batch_size,
                                    max_new_tokens=max_new_tokens)
-    rows = [{"setting": name, **targeted.pooled_rate(by_mode, seed=seed)} for name, by_mode in scores.items()]
-    table = pd.DataFrame(rows)
+    settings = dict(zip(list(models)[1:], grid))
+    table = pd.DataFrame([{"setting": name, **targeted.pooled_rate(by_mode, seed=seed), **answer_length(by_mode)}
+                          for name, by_mode in scores.items()])
+    table["chosen_nll_weight"] = [settings[n]["chosen_nll_weight"] if n in settings else None for n in table["setting"]]
+    sft = table[table["setting"] == "SFT"].iloc[0]
+    table["collapsed"] = (table["setting"] != "SFT") & (
+        (table["words"] > COLLAPSE_WORDS_RATIO * sft["words"])
+        | (table["multi_clause"] > sft["multi_clause"] + COLLAPSE_MULTI_CLAUSE_GAIN))
     trained = table[table["setting"] != "SFT"]
-    best_label = trained.loc[trained["p0"].idxmin(), "setting"]
+    kept = trained[~trained["collapsed"]]
+    paper_loss = kept[kept["chosen_nll_weight"] == 0]
+    pool, reason = ((paper_loss, "the paper's loss (no NLL term), not collapsed") if len(paper_loss) else
+                    (kept, "every setting without the NLL term collapsed (words per answer or multi-clause share): "
+                           "the NLL term is a deviation forced by that") if len(kept) else
+                    (trained, "every setting collapsed: the lowest P0 among them, to be read with care"))
+    best_label = pool.loc[pool["p0"].idxmin(), "setting"]
     table["chosen"] = table["setting"] == best_label
-    best = grid[list(models).index(best_label) - 1]
-    return Sweep(table, best, scores, runs)
+    paired = targeted.paired_comparisons(targeted.with_pooled(scores),
+                                         [(best_label, other) for other in table["setting"] if other != best_label],
+                                         seed=seed)
+    paired = paired[(paired["subset"] == "all") & (paired["measure"] == "p0")].set_index("b")
+    for column in ("diff", "low", "high"):  # each setting minus the chosen one, on the same validation pairs
+        table[f"vs_chosen_{column}"] = [paired[column].get(name) if name != best_label else 0.0
+                                        for name in table["setting"]]
+    print(f"budget: {best_label} ({reason})")
+    return Sweep(table, {**settings[best_label], "reason": reason}, scores, runs)
+
+
+def answer_length(by_mode: Mapping[str, pd.DataFrame]) -> dict[str, float]:
+    """Words per answer and the share of answers with two or more edit clauses, over every subset's pairs: the
+    two signs of a collapse into run-on text."""
+    texts = pd.concat([frame["instruction"] for frame in by_mode.values()]).fillna("")
+    return {"words": float(texts.map(answer_shape.words).mean()),
+            "multi_clause": float((texts.map(answer_shape.edit_clauses) >= 2).mean())}
 
 
 def _trend(history: list[dict], key: str) -> tuple[float, float] | None:

@@ -11,7 +11,9 @@ metrics, records the per-token log-probabilities of both passes with forward hoo
 loss built from them: no extra forward pass, and the logged rewards stay TRL's true DPO rewards. The margin
 terms are logged beside them (`hae/...`). The fields are `configs.HAEDPOConfig` (TRL's DPOConfig plus the margin's)
 and `configs.VisionModelConfig`. `hae_variant` picks a row of table 4: dpo (γ_st = γ_h = 0),
-st_only (γ_h = 0), h_only (γ_st = 0), hae (both).
+st_only (γ_h = 0), h_only (γ_st = 0), hae (both); or a control: const (every pair's margin is
+`hae_constant_margin`) or nll_only (the loss is the chosen answers' NLL per token, no preference term). Whatever
+the variant, the DPO part (`hae/dpo_loss`) and the chosen NLL (`hae/chosen_nll`) are logged apart.
 """
 from __future__ import annotations
 
@@ -133,15 +135,29 @@ class HAEDPOTrainer(DPOTrainer):
         gamma_st, gamma_h = self.args.hae_gammas
         margin, st_term, h_term = hae_margin(severity, error_type, hardness_rejected, hardness_chosen,
                                              gamma_st=gamma_st, gamma_h=gamma_h, tau=self.args.hae_tau)
-        loss = -F.logsigmoid(self.beta * delta - margin).mean()
-        for loss_type, weight in zip(self.loss_types, self.loss_weights):
-            if loss_type == "sft":  # TRL's "sft" term: mean NLL per chosen-answer token
-                chosen_per_token = policy_out.log_probs[:, -seq_len:].chunk(2, dim=0)[0]
-                loss = loss - weight * chosen_per_token[shift_mask.chunk(2, dim=0)[0].bool()].mean()
+        if self.args.hae_variant == "const":  # the control: one margin for every pair
+            margin = torch.full_like(margin, self.args.hae_constant_margin)
+        dpo_loss = -F.logsigmoid(self.beta * delta - margin).mean()
+        chosen_per_token = policy_out.log_probs[:, -seq_len:].chunk(2, dim=0)[0]
+        chosen_nll = -chosen_per_token[shift_mask.chunk(2, dim=0)[0].bool()].mean()  # TRL's "sft" term, per token
+        if self.args.hae_variant == "nll_only":  # the control: imitate the chosen answers, no preference term
+            loss = chosen_nll
+        else:
+            loss = dpo_loss + sum(weight * chosen_nll for loss_type, weight in zip(self.loss_types, self.loss_weights)
+                                  if loss_type == "sft")
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * policy_out.aux_loss
         self._log_margin(margin, st_term, h_term, severity, error_type)
+        self._log_parts(dpo_loss, chosen_nll)
         return (loss, result[1]) if return_outputs else loss
+
+    def _log_parts(self, dpo_loss: torch.Tensor, chosen_nll: torch.Tensor) -> None:
+        """Log the two parts of the loss apart, whatever the run trains on: `hae/dpo_loss` (eq. 2 with the run's
+        margin) and `hae/chosen_nll` (the chosen answer's NLL per token), so every variant's curves compare."""
+        mode = "train" if self.model.training else "eval"
+        parts = self.accelerator.gather(torch.stack([dpo_loss, chosen_nll]).detach()[None]).mean(dim=0).tolist()
+        self._metrics[mode]["hae/dpo_loss"].append(parts[0])
+        self._metrics[mode]["hae/chosen_nll"].append(parts[1])
 
     def _log_margin(self, margin, st_term, h_term, severity, error_type) -> None:
         """Append this step's margin statistics (all processes) to the metrics TRL averages per logging window."""
@@ -254,6 +270,8 @@ def train_hae_dpo(args: HAEDPOConfig, model_args: VisionModelConfig, *, callback
         "hae_variant": args.hae_variant,
         "gamma": {"configured": {"st": args.hae_gamma_st, "h": args.hae_gamma_h},  # the recipe's values
                   "effective": {"st": gamma_st, "h": gamma_h}},  # in effect for the variant (0 where it is off)
+        "constant_margin": args.hae_constant_margin,  # the const control's margin (0 for every other variant)
+        "preference_term": args.hae_variant != "nll_only",  # nll_only trains the chosen answers' NLL alone
         "frozen_parameters": frozen,
         "reference_model": args.ref_model_name_or_path or model_args.model_name_or_path,
         "world_size": n_processes,
