@@ -16,7 +16,9 @@ FAILURE_MODES = ("orientation", "viewpoint", "detail")
 
 def score_instructions(pairs, instructions: list[str], *, judge: RuleJudge | None = None) -> pd.DataFrame:
     """One row per pair: its id, category, edit type, the three scores, the composite, which failure modes
-    (and severities) the judge found, and which kinds of P0 error (`p0_omitted`, `p0_wrong`, ...)."""
+    (and severities) the judge found, which kinds of P0 error (`p0_omitted`, `p0_wrong`, ...) and which kinds
+    of error at any severity (`any_omitted`, ..., `any_unsupported`, ...). `severity` is the worst error's
+    ("" when there is none), so it puts the pair in the paper's hierarchy: P0, else P1, else P2, else correct."""
     if len(instructions) != len(pairs):
         raise ValueError(f"{len(instructions)} instructions for {len(pairs)} pairs")
     judge = judge or RuleJudge()
@@ -32,6 +34,7 @@ def score_instructions(pairs, instructions: list[str], *, judge: RuleJudge | Non
             **{f"has_{t}": any(e["type"] == t for e in errors) for t in ERROR_TYPES},
             "p0": any(e["severity"] == "P0" for e in errors),
             **{f"p0_{kind}": any(e["severity"] == "P0" and e["kind"] == kind for e in errors) for kind in ERROR_KINDS},
+            **{f"any_{kind}": any(e["kind"] == kind for e in errors) for kind in ERROR_KINDS},
         })
     return pd.DataFrame(rows)
 

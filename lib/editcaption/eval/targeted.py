@@ -12,9 +12,12 @@ whose primary change can carry its mode:
 
 The subsets are drawn by notebook 01 from their own generator seeds (a validation set for choosing the DPO
 budget and a test set for the final numbers), disjoint from every other split. On each subset the measures
-are the share of pairs with a P0 error and the share with an error of the subset's mode; two models are
-compared pair by pair (McNemar's exact test, a paired bootstrap interval of the difference, and the smallest
-difference the subset can detect).
+are the share of pairs with a P0 error and the share with an error of the subset's mode (`DEFAULT_MEASURES`),
+and on request those of the paper's table 2 (`MEASURES`; `eval.table2` puts them together): the share of
+correct pairs and, by the paper's hierarchy (a pair counts at its worst severity), of P0, P1 and P2 pairs; the
+share of multi-clause answers and of answers with an unsupported clause; and the words per answer
+(`answer_words`). Two models are compared pair by pair (McNemar's exact test, a paired bootstrap interval of
+the difference, and the smallest difference the subset can detect).
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import datasets
 import pandas as pd
 
 from editcaption import records
-from editcaption.data import construct
+from editcaption.data import answer_shape, construct
 from editcaption.eval import stats
 from editcaption.eval.summary import evaluate_checkpoint
 from editcaption.world.rule_judge import ERROR_KINDS
@@ -37,7 +40,14 @@ MODE_EDIT_TYPES = {
     "detail": ("add", "remove", "replace", "color", "background", "tone", "material", "style", "text", "resize"),
 }
 SPLIT_SEED_OFFSETS = {"validation": 3_000_000, "test": 4_000_000}  # + 100_000 x the mode's index
-MEASURES = ("p0", "mode")  # a P0 error of any type; an error of the subset's own mode
+# Per pair, True where: it has a P0 error of any type (`p0`); an error of the subset's own mode (`mode`); no
+# error at all (`correct`); its worst error is P1 (`p1`: a P1 error and no P0) or P2 (`p2`: a P2 and no P0/P1),
+# so that correct + p0 + p1 + p2 = 1; the answer has two or more imperative edit clauses (`multi_clause`); some
+# error of kind "unsupported" at any severity, a clause stating a change the pair does not show (`unsupported`).
+MEASURES = ("p0", "mode", "correct", "p1", "p2", "multi_clause", "unsupported")
+DEFAULT_MEASURES = ("p0", "mode")  # what error_rates and paired_comparisons report unless asked for more
+WORDS = "words"  # words per answer: a number per pair, not a flag (`answer_words`, `measure_values`)
+_SEVERITY_OF = {"correct": "", "p1": "P1", "p2": "P2"}
 
 
 def subset_edit_types(mode: str, world_edit_types: str = "") -> list[str]:
@@ -80,19 +90,64 @@ def load_subsets(folder: str | Path) -> dict[str, datasets.Dataset]:
     return found
 
 
-def error_flags(scores: pd.DataFrame, mode: str) -> dict[str, pd.Series]:
-    """Per pair, True where it has a P0 error (`p0`) or an error of `mode` (`mode`), from
-    `summary.score_instructions`."""
-    return {"p0": scores["p0"].astype(bool), "mode": scores[f"has_{mode}"].astype(bool)}
+def check_measures(measures: Sequence[str], *, words: bool = False) -> list[str]:
+    """`measures` as a list, refused with the allowed names when one is unknown (`words` allows WORDS)."""
+    allowed = (*MEASURES, WORDS) if words else MEASURES
+    if isinstance(measures, str):
+        measures = [measures]
+    unknown = [m for m in measures if m not in allowed]
+    if unknown:
+        raise ValueError(f"unknown measure(s) {', '.join(map(repr, unknown))}: allowed are {', '.join(allowed)}")
+    return list(measures)
 
 
-def error_rates(scores: Mapping[str, Mapping[str, pd.DataFrame]], *, seed: int = 0) -> pd.DataFrame:
-    """One row per (model, subset, measure): the error rate with its 95 % bootstrap interval.
-    `scores`: model -> mode -> per-pair scores of that model on that mode's subset."""
-    rows = []
+def _column(scores: pd.DataFrame, column: str, measure: str) -> pd.Series:
+    if column not in scores:
+        raise KeyError(f"the measure {measure!r} needs the per-pair column {column!r}, which these scores lack "
+                       "(score them with summary.score_instructions)")
+    return scores[column]
+
+
+def measure_flag(scores: pd.DataFrame, mode: str, measure: str) -> pd.Series:
+    """Per pair, True where it counts under `measure` (one of MEASURES) on `mode`'s subset, from
+    `summary.score_instructions` (`all`: each pair's own mode, see `pooled_scores`)."""
+    check_measures([measure])
+    if measure == "p0":
+        return scores["p0"].astype(bool)
+    if measure == "mode":
+        return scores[f"has_{mode}"].astype(bool)
+    if measure in _SEVERITY_OF:
+        return _column(scores, "severity", measure).fillna("").eq(_SEVERITY_OF[measure])
+    if measure == "multi_clause":
+        texts = _column(scores, "instruction", measure)
+        return texts.map(lambda t: answer_shape.edit_clauses(t if isinstance(t, str) else "") >= 2).astype(bool)
+    return _column(scores, "any_unsupported", measure).astype(bool)
+
+
+def measure_values(scores: pd.DataFrame, mode: str, measure: str) -> pd.Series:
+    """Per pair, the value whose mean a table reports: 1.0 / 0.0 for a flag of MEASURES, the answer's word count
+    for WORDS."""
+    check_measures([measure], words=True)
+    if measure == WORDS:
+        texts = _column(scores, "instruction", measure)
+        return texts.map(lambda t: float(answer_shape.words(t if isinstance(t, str) else "")))
+    return measure_flag(scores, mode, measure).astype(float)
+
+
+def error_flags(scores: pd.DataFrame, mode: str, measures: Sequence[str] = DEFAULT_MEASURES) -> dict[str, pd.Series]:
+    """Per pair and measure (by default `p0`: a P0 error, and `mode`: an error of `mode`), True where it counts,
+    from `summary.score_instructions`; see MEASURES for the others."""
+    return {measure: measure_flag(scores, mode, measure) for measure in check_measures(measures)}
+
+
+def error_rates(scores: Mapping[str, Mapping[str, pd.DataFrame]], *, seed: int = 0,
+                measures: Sequence[str] = DEFAULT_MEASURES) -> pd.DataFrame:
+    """One row per (model, subset, measure): the rate with its 95 % bootstrap interval.
+    `scores`: model -> mode -> per-pair scores of that model on that mode's subset; `measures`: of MEASURES."""
+    measures, rows = check_measures(measures), []
     for model, by_mode in scores.items():
         for mode, frame in by_mode.items():
-            for measure, flags in error_flags(frame, mode).items():
+            for measure, flags in error_flags(frame, mode, measures).items():
                 rate, low, high = stats.bootstrap_ci(flags.astype(float), seed=seed)
                 rows.append({"model": model, "subset": mode, "measure": measure, "n": len(flags),
                              "rate": rate, "low": low, "high": high})
@@ -100,17 +155,18 @@ def error_rates(scores: Mapping[str, Mapping[str, pd.DataFrame]], *, seed: int =
 
 
 def paired_comparisons(scores: Mapping[str, Mapping[str, pd.DataFrame]], comparisons: Sequence[tuple[str, str]], *,
-                       seed: int = 0) -> pd.DataFrame:
-    """One row per (comparison a -> b, subset, measure): both error rates on the same pairs, the difference
-    b - a with its paired 95 % interval, McNemar's exact p-value and the smallest detectable difference."""
-    rows = []
+                       seed: int = 0, measures: Sequence[str] = DEFAULT_MEASURES) -> pd.DataFrame:
+    """One row per (comparison a -> b, subset, measure): both rates on the same pairs, the difference
+    b - a with its paired 95 % interval, McNemar's exact p-value and the smallest detectable difference.
+    `measures`: of MEASURES."""
+    measures, rows = check_measures(measures), []
     for a, b in comparisons:
         for mode, frame_a in scores[a].items():
             frame_b = scores[b][mode]
             if list(frame_a["id"]) != list(frame_b["id"]):
                 raise ValueError(f"{a} and {b} were scored on different pairs of the {mode} subset")
-            flags_a, flags_b = error_flags(frame_a, mode), error_flags(frame_b, mode)
-            for measure in MEASURES:
+            flags_a, flags_b = error_flags(frame_a, mode, measures), error_flags(frame_b, mode, measures)
+            for measure in measures:
                 test = stats.paired_rates(flags_a[measure], flags_b[measure], seed=seed)
                 rows.append({"a": a, "b": b, "subset": mode, "measure": measure, **test})
     return pd.DataFrame(rows)
@@ -118,9 +174,12 @@ def paired_comparisons(scores: Mapping[str, Mapping[str, pd.DataFrame]], compari
 
 def plain_words(comparisons: pd.DataFrame, *, measure: str = "p0") -> list[str]:
     """One sentence per comparison and subset, drawn from the numbers: better, worse, or no detectable change."""
+    names = {"p0": "P0 error rate", "correct": "share of correct answers", "p1": "share of P1 answers",
+             "p2": "share of P2 answers", "multi_clause": "share of multi-clause answers",
+             "unsupported": "share of answers with an unsupported clause"}
     lines = []
     for row in comparisons[comparisons["measure"] == measure].itertuples():
-        what = "P0 error rate" if measure == "p0" else f"{row.subset} error rate"
+        what = names.get(measure, f"{row.subset} error rate")
         if row.high < 0:
             verdict = "lower"
         elif row.low > 0:
@@ -170,8 +229,8 @@ def score_models(models: Mapping[str, str], subsets: Mapping[str, datasets.Datas
 
 
 def pooled_rate(by_mode: Mapping[str, pd.DataFrame], *, measure: str = "p0", seed: int = 0) -> dict:
-    """The error rate over all subsets' pairs together, with its 95 % bootstrap interval."""
-    flags = pd.concat([error_flags(frame, mode)[measure] for mode, frame in by_mode.items()])
+    """The rate of `measure` (of MEASURES) over all subsets' pairs together, with its 95 % bootstrap interval."""
+    flags = pd.concat([measure_flag(frame, mode, measure) for mode, frame in by_mode.items()])
     rate, low, high = stats.bootstrap_ci(flags.astype(float), seed=seed)
     return {"n": int(len(flags)), measure: rate, "low": low, "high": high}
 
@@ -197,9 +256,11 @@ def comparisons_for(names: Sequence[str]) -> list[tuple[str, str]]:
 
 def seeded_rates(scores: Mapping[str, Mapping[str, pd.DataFrame]], runs: Mapping[str, tuple[str, int]], *,
                  measure: str = "p0", n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Table 4 over seeds: per variant and subset, the error rate averaged over its seeds' runs with a 95 %
-    interval from a two-level bootstrap (seeds with replacement, then pairs with replacement within each
-    drawn seed), and the per-seed rates. `runs`: run label -> (variant, seed), for the labels in `scores`."""
+    """Table 4 over seeds: per variant and subset, the rate of `measure` (of MEASURES, or WORDS: then `rate` is
+    the mean words per answer) averaged over its seeds' runs with a 95 % interval from a two-level bootstrap
+    (seeds with replacement, then pairs with replacement within each drawn seed), and the per-seed rates.
+    `runs`: run label -> (variant, seed), for the labels in `scores`."""
+    check_measures([measure], words=True)
     by_variant: dict[str, list[str]] = {}
     for label, (variant, _) in runs.items():
         if label in scores:
@@ -207,12 +268,24 @@ def seeded_rates(scores: Mapping[str, Mapping[str, pd.DataFrame]], runs: Mapping
     rows = []
     for variant, labels in by_variant.items():
         for mode in scores[labels[0]]:
-            flags = [error_flags(scores[label][mode], mode)[measure].to_numpy(dtype=float) for label in labels]
+            flags = [measure_values(scores[label][mode], mode, measure).to_numpy(dtype=float) for label in labels]
             rate, low, high = stats.two_level_ci(flags, n_boot=n_boot, seed=seed)
             rows.append({"variant": variant, "subset": mode, "measure": measure, "seeds": len(labels),
                          "n_per_seed": int(len(flags[0])), "rate": rate, "low": low, "high": high,
                          "per_seed": [round(float(f.mean()), 4) for f in flags]})
     return pd.DataFrame(rows)
+
+
+def answer_words(scores: Mapping[str, Mapping[str, pd.DataFrame]], *, n_boot: int = 2000,
+                 seed: int = 0) -> pd.DataFrame:
+    """One row per (model, subset): the mean words per answer (`answer_shape.words`) with its 95 % bootstrap
+    interval (`words`, `low`, `high`) over the subset's `n` pairs."""
+    rows = []
+    for model, by_mode in scores.items():
+        for mode, frame in by_mode.items():
+            mean, low, high = stats.bootstrap_ci(measure_values(frame, mode, WORDS), n_boot=n_boot, seed=seed)
+            rows.append({"model": model, "subset": mode, "n": len(frame), "words": mean, "low": low, "high": high})
+    return pd.DataFrame(rows, columns=["model", "subset", "n", "words", "low", "high"])
 
 
 def rate_table(rates: pd.DataFrame) -> pd.DataFrame:
