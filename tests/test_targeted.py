@@ -91,9 +91,10 @@ def test_experiment_parameters_and_conclusion():
     assert "log p(chosen) fell -10.0 -> -14.0" in text and "reward accuracy 0.50 -> 0.90" in text
     demo = {"learning_rate": 1e-4, "loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 1.0]}  # demo's recipe
     kept = experiment.sweep_budget("", "", demo, {}, "/nonexistent", sft_model="x")
-    assert kept.best == {"learning_rate": 1e-4, "chosen_nll_weight": 1.0} and kept.table.empty
+    no_sweep = "the recipe's budget (no sweep)"
+    assert kept.best == {"learning_rate": 1e-4, "chosen_nll_weight": 1.0, "reason": no_sweep} and kept.table.empty
     assert experiment.sweep_budget([], [], {}, {}, "/x", sft_model="x").best == {  # HAEDPOConfig's defaults
-        "learning_rate": 1e-6, "chosen_nll_weight": 0.0}
+        "learning_rate": 1e-6, "chosen_nll_weight": 0.0, "reason": no_sweep}
     with pytest.raises(ValueError, match="targeted validation subsets"):
         experiment.sweep_budget([1e-5], [], demo, {}, "/nonexistent", sft_model="x")
     assert experiment.budget_fields({"learning_rate": 3e-5, "chosen_nll_weight": 0.5}) == {

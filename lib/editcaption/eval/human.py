@@ -117,8 +117,9 @@ def issues_from_judge(errors: Sequence[Mapping[str, Any]], changes: Sequence[Map
     """Map the rule judge's error tags (`RuleJudge.score(...)["errors"]`) to table-6 issues.
 
     text ops -> item 1; viewpoint errors and P0 orientation errors -> item 4; a missing tone/brightness
-    change, or a global attribute change the pair does not show, at P1 -> item 5; other omissions ("not described", "not stated") -> item 3; vague wording
-    (the P2 tag) -> item 7; every other wrong, reversed or unsupported statement -> item 2."""
+    change, or a global attribute change the pair does not show, at P1 -> item 5; other omissions ("not
+    described", "not stated") -> item 3; vague wording, repeats and no-ops (the P2 tags) -> item 7; every other
+    wrong, reversed or unsupported statement -> item 2."""
     issues = []
     for error in errors:
         level, etype, reason = error["severity"], error["type"], error.get("reason", "")

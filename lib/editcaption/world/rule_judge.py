@@ -790,7 +790,7 @@ class RuleJudge:
             for c in clauses:  # an edit of another kind stated about this change's object ("and move it left")
                 if len(c.mentions) != 1 or _keeps_value(spec, c):  # a no-op is redundant (P2), not an edit
                     continue
-                other = sorted(op for op in _FOREIGN_OPS if op not in pair_ops and not (spec.op, op) in _SAME_EDIT
+                other = sorted(op for op in _FOREIGN_OPS if op not in pair_ops and (spec.op, op) not in _SAME_EDIT
                                and any(v in c.padded for v in _OP_VERBS[op]))
                 if other:
                     op_errors.append(f"change {spec.label}: also states a {other[0]} that the pair does not show")
