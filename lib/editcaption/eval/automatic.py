@@ -29,12 +29,13 @@ from editcaption.records import RecordError
 BENCHMARKS = ("synthetic", "hq-edit", "bm-bench", "own")
 BENCHMARK_LABELS = {"synthetic": "synthetic-test", "hq-edit": "hq-edit", "bm-bench": "bm-bench", "own": "own"}
 GROUP_COLUMN = {"synthetic": "category", "bm-bench": "edit_type", "own": "category"}  # per-category breakdown
-OUR_SOURCES = ("base", "sft", "dpo", "st_only", "h_only", "hae")
-DPO_VARIANTS = ("dpo", "st_only", "h_only", "hae")
-SOURCE_LABELS = {"base": "base", "sft": "SFT", "dpo": "DPO", "st_only": "+s·c only", "h_only": "+h only",
+OUR_SOURCES = ("base", "sft", "nll_only", "dpo", "const", "st_only", "h_only", "hae")
+DPO_VARIANTS = ("nll_only", "dpo", "const", "st_only", "h_only", "hae")  # notebook 04's runs: table 4 and the controls
+SOURCE_LABELS = {"base": "base", "sft": "SFT", "nll_only": "NLL only (control)", "dpo": "DPO",
+                 "const": "DPO, constant margin (control)", "st_only": "+s·c only", "h_only": "+h only",
                  "hae": "HAE-DPO"}
 TABLE3_OURS = ("base", "sft", "dpo", "hae")  # the ablation-only variants go to table 4
-TABLE4_ROWS = ("sft", "dpo", "st_only", "h_only", "hae")
+TABLE4_ROWS = ("sft", "nll_only", "dpo", "const", "st_only", "h_only", "hae")
 METRICS = {"S": "composite", "Acc": "accuracy", "Comp": "completeness", "Clar": "clarity"}
 SCORE_COLUMNS = ("id", "category", "edit_type", "accuracy", "completeness", "clarity", "composite", "ok", "failure")
 RULE = "rule"

@@ -55,13 +55,18 @@ def paired_tests(scores: pd.DataFrame, order3: Sequence[str], order4: Sequence[s
 
 
 def targeted_metrics(targeted_test: Mapping[str, Any], models: Mapping[str, str], rates: pd.DataFrame,
-                     tests: pd.DataFrame, seeded: pd.DataFrame, kinds: pd.DataFrame) -> dict:
+                     tests: pd.DataFrame, seeded: pd.DataFrame, kinds: pd.DataFrame,
+                     table2_frame: pd.DataFrame | None = None, table4_frame: pd.DataFrame | None = None,
+                     measure_tests: pd.DataFrame | None = None) -> dict:
     """The targeted test subsets' part of metrics.json: sizes, models, P0 rates, paired tests, rates over seeds,
-    which kind of P0 error moved, and the comparisons in words."""
+    which kind of P0 error moved, the comparisons in words, and table 2's measures (Correct, P0, P1, P2,
+    multi-clause, unsupported, words) per model, over seeds (table 4) and compared pair by pair."""
+    records = lambda frame: frame.to_dict(orient="records") if frame is not None else []  # noqa: E731
     return {"n": {mode: len(pairs) for mode, pairs in targeted_test.items()}, "models": models,
             "rates": rates.to_dict(orient="records"), "paired_tests": tests.to_dict(orient="records"),
             "seeded": seeded.to_dict(orient="records"), "error_kinds": kinds.to_dict(orient="records"),
-            "summary": targeted.plain_words(tests)}
+            "summary": targeted.plain_words(tests), "table2": records(table2_frame), "table4": records(table4_frame),
+            "measure_tests": records(measure_tests)}
 
 
 def stage_metrics(*, stage_dir: str | Path, benchmarks: Mapping[str, automatic.Benchmark], skipped, unscored,

@@ -249,8 +249,11 @@ def with_pooled(scores: Mapping[str, Mapping[str, pd.DataFrame]]) -> dict[str, d
 
 def comparisons_for(names: Sequence[str]) -> list[tuple[str, str]]:
     """The paired comparisons worth making among the models present: base -> SFT, SFT -> each DPO variant,
-    and standard DPO -> each margin variant (table 4's question)."""
-    pairs = [("base", "SFT"), ("SFT", "dpo"), ("SFT", "hae"), ("dpo", "st_only"), ("dpo", "h_only"), ("dpo", "hae")]
+    standard DPO -> each margin variant (table 4's question), and the controls: SFT -> NLL only -> DPO (what the
+    preference term adds beyond imitation), DPO -> constant margin -> HAE-DPO (what the margin's size and its
+    adaptivity each add)."""
+    pairs = [("base", "SFT"), ("SFT", "dpo"), ("SFT", "hae"), ("dpo", "st_only"), ("dpo", "h_only"), ("dpo", "hae"),
+             ("SFT", "nll_only"), ("nll_only", "dpo"), ("dpo", "const"), ("const", "hae")]
     return [(a, b) for a, b in pairs if a in names and b in names]
 
 

@@ -289,19 +289,24 @@ def _trend(history: list[dict], key: str) -> tuple[float, float] | None:
 def conclusion(comparisons: pd.DataFrame, runs: Mapping[str, Mapping[str, Any]],
                kinds: pd.DataFrame | None = None) -> str:
     """Notebook 04's closing paragraph, drawn from its own numbers: what standard DPO and HAE-DPO did to the
-    P0 error rate on each targeted subset (paired 95 % intervals; "lower on no subset" where every interval
+    Correct rate (when compared) and the P0 error rate on each targeted subset (paired 95 % intervals; "lower on no subset" where every interval
     holds 0), which kind of P0 error moved (`targeted.error_kinds`: left out vs stated wrongly), and what the
     training curves say about the chosen and rejected log-probabilities."""
     lines = []
     p0 = comparisons[comparisons["measure"] == "p0"]
+    correct = comparisons[comparisons["measure"] == "correct"]
     for (a, b), group in p0.groupby(["a", "b"], sort=False):
-        lower = [r.subset for r in group.itertuples() if r.high < 0]
-        higher = [r.subset for r in group.itertuples() if r.low > 0]
-        detail = "; ".join(f"{r.subset} {r.rate_a:.1%} -> {r.rate_b:.1%} ({r.diff:+.1%} [{r.low:+.1%}, {r.high:+.1%}])"
-                           for r in group.itertuples())
-        verdict = (f"lower on {', '.join(lower)}" if lower else "lower on no subset") + (
-            f", higher on {', '.join(higher)}" if higher else "")
-        lines.append(f"- **{b} vs {a}**: P0 error rate {verdict}. {detail}.")
+        for name, rows in (("Correct rate (no error at any severity)", correct[(correct["a"] == a) & (correct["b"] == b)]),
+                           ("P0 error rate", group)):
+            if not len(rows):
+                continue
+            lower = [r.subset for r in rows.itertuples() if r.high < 0]
+            higher = [r.subset for r in rows.itertuples() if r.low > 0]
+            detail = "; ".join(f"{r.subset} {r.rate_a:.1%} -> {r.rate_b:.1%} ({r.diff:+.1%} [{r.low:+.1%}, {r.high:+.1%}])"
+                               for r in rows.itertuples())
+            verdict = (f"lower on {', '.join(lower)}" if lower else "lower on no subset") + (
+                f", higher on {', '.join(higher)}" if higher else "")
+            lines.append(f"- **{b} vs {a}**: {name} {verdict}. {detail}.")
         if kinds is not None and {a, b} <= set(kinds["model"]):
             before, after = (kinds[kinds["model"] == m].set_index("subset") for m in (a, b))
             moved = "; ".join(f"{subset}: left out {before.loc[subset, 'omitted']:.0%} -> {after.loc[subset, 'omitted']:.0%}, "
@@ -351,4 +356,5 @@ def validation_results(runs: Mapping[str, Mapping[str, Any]], sft_model: str, va
     scores = targeted.with_pooled(targeted.score_models(models, validation, generations_dir, batch_size=batch_size,
                                                         max_new_tokens=max_new_tokens))
     rates = targeted.error_rates(scores, seed=seed)
-    return scores, rates, targeted.paired_comparisons(scores, targeted.comparisons_for(list(models)), seed=seed)
+    return scores, rates, targeted.paired_comparisons(scores, targeted.comparisons_for(list(models)), seed=seed,
+                                                      measures=("p0", "mode", "correct"))
