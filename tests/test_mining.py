@@ -49,6 +49,51 @@ def test_pass_at_1_and_pass_at_k_per_edit_type():
     assert any(n.startswith("move:") for n in notes)
 
 
+MOVE_UP = [make_change("move", "red star", "position", direction="up")]
+UP, DOWN = "Move the red star up.", "Move the red star down."
+
+
+def test_pass_rates_add_a_row_per_move_axis_after_move():
+    hybrid = MOVE_LEFT + [make_change("color", "blue ball", "color", "red", "blue")]
+    mined = mining.mine({"id": list("abcdef"), "edit_type": ["move", "move", "move", "move", "color", "hybrid"],
+                         "changes": [MOVE_LEFT, MOVE_LEFT, MOVE_UP, MOVE_UP, [make_change("color", "blue ball", "color",
+                                                                                           "red", "blue")], hybrid]},
+                        {"a": [WRONG, RIGHT, WRONG], "b": [RIGHT, WRONG, WRONG], "c": [DOWN, UP, UP],
+                         "d": [UP, UP, DOWN], "e": [NONE, NONE, NONE], "f": [RIGHT, RIGHT, RIGHT]})
+    assert mined.move_axes == {"a": "move left/right", "b": "move left/right", "c": "move up/down",
+                               "d": "move up/down", "e": "", "f": ""}  # f: a move among two primary changes
+    table = mined.pass_rates()
+    assert list(table.index) == ["color", "hybrid", "move", "move left/right", "move up/down", "all"]
+    assert table.index.name == "edit_type" and table["pairs"].tolist() == [1, 1, 4, 2, 2, 6]
+    lr, ud = table.loc["move left/right"], table.loc["move up/down"]
+    assert (lr["greedy_p0"], lr["pass@1_p0"], lr["pass@K_p0"]) == (0.5, 0.25, 0.5)  # a, b: samples 1/2, 0/2
+    assert (ud["greedy_p0"], ud["pass@1_p0"], ud["pass@K_p0"]) == (0.5, 0.75, 1.0)  # c, d: samples 2/2, 1/2
+    assert table.loc["move", "pass@1_p0"] == pytest.approx(0.5) and table.loc["all", "pairs"] == 6
+    notes = mining.headroom_notes(table)
+    assert any(n.startswith("move left/right: pass@K 0.50 vs pass@1 0.25") for n in notes)
+    assert any(n.startswith("move up/down: pass@K 1.00 vs pass@1 0.75") for n in notes)
+
+
+def test_an_axis_without_pairs_gets_no_row():
+    table = mining.mine({"id": ["a", "b"], "edit_type": ["move", "color"],
+                         "changes": [MOVE_LEFT, [make_change("color", "blue ball", "color", "red", "blue")]]},
+                        {"a": [WRONG, RIGHT], "b": [NONE, NONE]}).pass_rates()
+    assert list(table.index) == ["color", "move", "move left/right", "all"]  # no up/down row
+    assert table.loc["move left/right"].equals(table.loc["move"])
+    no_moves = mining.mine({"id": ["x"], "edit_type": ["color"], "changes": [[make_change("color", "blue ball")]]},
+                           {"x": [NONE, NONE]}).pass_rates()
+    assert list(no_moves.index) == ["color", "all"]
+
+
+def test_the_move_axis_is_read_from_the_one_primary_change():
+    side = make_change("tone", "image", "brightness", primary=False)
+    assert mining.move_axis(MOVE_LEFT + [side]) == "move left/right"  # a secondary change does not count
+    assert mining.move_axis(MOVE_UP) == "move up/down"
+    assert mining.move_axis([make_change("add", "red star", direction="left")]) == ""  # not a move
+    assert mining.move_axis(MOVE_LEFT + MOVE_UP) == ""
+    assert mining.move_axis([]) == ""
+
+
 def test_candidates_must_come_in_equal_numbers():
     with pytest.raises(ValueError, match="same number of candidates"):
         _mined({"a": [RIGHT], "b": [RIGHT, WRONG]})

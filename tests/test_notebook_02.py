@@ -27,3 +27,8 @@ def test_smoke_01_02_trains_and_scores_base_and_sft(smoke_run):
     assert gain["low"] <= gain["diff"] <= gain["high"] and 0 <= gain["p_value"] <= 1
     assert abs(gain["diff"] - (metrics["sft"]["S"] - metrics["base"]["S"])) < 1e-9
     assert set(metrics["direction_swaps"]["SFT"]) == {"left_right", "up_down"}
+    selection = metrics["checkpoint_selection"]  # checkpoint-4 and the final model on 3 x 6 validation pairs
+    assert [(c["checkpoint"], c["step"], c["n"]) for c in selection["checkpoints"]] == [("checkpoint-4", 4, 18),
+                                                                                      ("final", 8, 18)]
+    assert sum(c["chosen"] for c in selection["checkpoints"]) == 1 and selection["model"] == metrics["sft_model"]
+    assert (stage / "checkpoint-4").exists() and (stage / "checkpoint_selection" / "final").is_dir()

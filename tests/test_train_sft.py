@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import datasets
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -22,7 +23,9 @@ from editcaption.config import ConfigError
 from editcaption.models import build_tiny_model, load_model_and_processor
 from editcaption.prompts import build_sft_example, generate_instructions
 from editcaption.records import RecordError
-from editcaption.train.common import describe_batch, last_checkpoint, merge_lora
+from editcaption.eval import summary, targeted
+from editcaption.train import sft
+from editcaption.train.common import describe_batch, last_checkpoint, merge_lora, saved_checkpoints
 from editcaption.train.configs import gradient_accumulation
 from editcaption.train.recipe import build_stage_args, parse_stage_args, read_recipe
 from editcaption.train.sft import (
@@ -317,6 +320,112 @@ def test_rerun_resumes_from_the_last_checkpoint(smoke_dir, pairs_dir, tmp_path, 
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 6
     assert [e["step"] for e in state["log_history"] if "loss" in e] == [1, 2, 3, 4, 5, 6]
+
+
+# --- choosing the checkpoint on validation -----------------------------------------------------
+
+def _scores(p0: list[bool], mode: str = "orientation") -> pd.DataFrame:
+    """Per-pair scores as `summary.score_instructions` gives them, with only what the P0 rate reads."""
+    return pd.DataFrame({"id": [f"p{i}" for i in range(len(p0))], "p0": p0, f"has_{mode}": p0})
+
+
+def _rates(*rows) -> pd.DataFrame:
+    return pd.DataFrame([{"checkpoint": c, "step": s, "p0": r} for c, s, r in rows])
+
+
+def test_the_lowest_pooled_p0_wins_and_a_tie_goes_to_the_later_step():
+    assert sft.choose_checkpoint(_rates(("checkpoint-2", 2, 0.5), ("checkpoint-4", 4, 0.25), ("final", 6, 0.5))) \
+        == "checkpoint-4"
+    assert sft.choose_checkpoint(_rates(("checkpoint-2", 2, 0.25), ("final", 6, 0.25), ("checkpoint-4", 4, 0.25))) \
+        == "final"
+    with pytest.raises(ValueError, match="no checkpoint"):
+        sft.choose_checkpoint(_rates())
+
+
+def test_the_selection_table_pools_the_subsets_per_checkpoint_in_step_order():
+    scores = {"final": {"orientation": _scores([True, True]), "detail": _scores([True, False], "detail")},
+              "checkpoint-2": {"orientation": _scores([True, False]), "detail": _scores([False, False], "detail")}}
+    table = sft.selection_table(scores, {"final": 4, "checkpoint-2": 2})
+    assert list(table.columns) == sft.SELECTION_COLUMNS
+    assert table["checkpoint"].tolist() == ["checkpoint-2", "final"] and table["step"].tolist() == [2, 4]
+    assert table["n"].tolist() == [4, 4] and table["p0"].tolist() == [0.25, 0.75]
+    assert table["chosen"].tolist() == [True, False]
+    assert all(low <= p0 <= high for low, p0, high in zip(table["low"], table["p0"], table["high"]))
+    selection = sft.CheckpointSelection(Path("m"), "checkpoint-2", 2, "note", table)
+    entry = selection.metrics()
+    assert (entry["chosen"], entry["chosen_step"], entry["model"], entry["scored"]) == ("checkpoint-2", 2, "m", True)
+    assert [(c["checkpoint"], c["step"], c["n"], c["p0"], c["chosen"]) for c in entry["checkpoints"]] == [
+        ("checkpoint-2", 2, 4, 0.25, True), ("final", 4, 4, 0.75, False)]
+    assert all(len(c["p0_ci"]) == 2 for c in entry["checkpoints"])
+    assert json.loads(json.dumps(entry)) == entry  # metrics.json takes it as it is
+
+
+def _checkpoint(folder: Path, complete: bool = True) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    if complete:
+        (folder / "trainer_state.json").write_text("{}")
+    return folder
+
+
+def test_the_candidates_are_the_complete_checkpoints_before_the_final_step_then_final(tmp_path):
+    for step in (2, 4, 6, 8):
+        _checkpoint(tmp_path / f"checkpoint-{step}")
+    _checkpoint(tmp_path / "checkpoint-5", complete=False)  # cut off while saving
+    final = _checkpoint(tmp_path / "final")
+    assert [step for step, _ in saved_checkpoints(tmp_path)] == [2, 4, 6, 8]
+    models = sft.checkpoint_models(tmp_path, final, 6, merged_out=tmp_path / "merged")
+    # checkpoint-6 holds the final weights (scored once, as final); checkpoint-8 is left from a longer run
+    assert models == {"checkpoint-2": (2, tmp_path / "checkpoint-2"), "checkpoint-4": (4, tmp_path / "checkpoint-4"),
+                      "final": (6, final)}
+
+
+def test_the_final_model_is_kept_and_the_note_says_why(tmp_path, capsys):
+    off = sft.select_checkpoint(tmp_path, {"orientation": object()}, final_model=tmp_path / "final", final_step=8,
+                                enabled=False)
+    assert (off.model, off.chosen, off.chosen_step, off.table.empty) == (tmp_path / "final", "final", 8, True)
+    assert "select_checkpoint is False" in off.note and off.metrics()["checkpoints"] == []
+    none = sft.select_checkpoint(tmp_path, {}, final_model=tmp_path / "final", final_step=8)
+    assert none.model == tmp_path / "final" and "no targeted validation subsets" in none.note
+    assert not none.metrics()["scored"] and "no targeted validation subsets" in capsys.readouterr().out
+    assert sft.validation_subsets("", "no-such-run", tmp_path) == {}  # notebook 01 drew none: said, not an error
+    with pytest.raises(FileNotFoundError):
+        sft.validation_subsets(str(tmp_path / "missing"), "no-such-run", tmp_path)  # a path given must exist
+
+
+def test_every_saved_checkpoint_is_scored_on_validation_and_the_choice_is_recorded(smoke_dir, pairs_dir, tmp_path):
+    out = tmp_path / "run"
+    metrics = train_sft(*params_for(smoke_dir, pairs_dir, out, max_steps=4, save_steps=2, save_total_limit=None))
+    final = sft.final_model_dir(out, merged_out=out / "merged")
+    subsets, _ = targeted.draw_subsets(2, split="validation", seed=0, exclude={}, out_dir=tmp_path / "validation")
+    selection = sft.select_checkpoint(out, targeted.load_subsets(tmp_path / "validation"), final_model=final,
+                                      final_step=metrics["global_step"], batch_size=8, max_new_tokens=4)
+    assert selection.table["checkpoint"].tolist() == ["checkpoint-2", "final"]  # checkpoint-4 is final's weights
+    assert selection.table["n"].tolist() == [6, 6] and selection.table["chosen"].sum() == 1
+    chosen = selection.table.loc[selection.table["chosen"]].iloc[0]
+    assert chosen["p0"] == selection.table["p0"].min() and selection.chosen == chosen["checkpoint"]
+    assert selection.model == (final if selection.chosen == "final" else out / "checkpoint-2")
+    assert sorted(p.name for p in (out / sft.SELECTION_DIR / "checkpoint-2").iterdir()) == sorted(
+        f"{mode}.jsonl" for mode in subsets)  # generations cached per candidate and subset
+    entry = summary.sft_stage_metrics(metrics, 1.0, _comparison(), selection.model, selection.metrics())
+    assert entry["sft_model"] == str(selection.model) and entry["checkpoint_selection"]["chosen"] == selection.chosen
+
+
+def test_a_lora_checkpoint_is_merged_into_a_full_model_to_score(smoke_dir, pairs_dir, tmp_path):
+    out = tmp_path / "lora"
+    train_sft(*params_for(smoke_dir, pairs_dir, out, max_steps=4, save_steps=2, use_peft=True, lora_r=4, lora_alpha=8,
+                          lora_dropout=0.0, freeze_vision_tower=True))
+    final = sft.final_model_dir(out, merged_out=out / "merged")
+    models = sft.checkpoint_models(out, final, 4, merged_out=out / "selection")
+    assert models == {"checkpoint-2": (2, out / "selection" / "checkpoint-2"), "final": (4, final)}
+    assert (out / "checkpoint-2" / "adapter_config.json").is_file()
+    model, _ = load_model_and_processor(models["checkpoint-2"][1])
+    assert type(model).__name__ == "Qwen3VLForConditionalGeneration"
+
+
+def _comparison():
+    result = {"S": 1.0}
+    return summary.Comparison({}, {}, {"base": result, "SFT": result}, {}, {}, pd.DataFrame())
 
 
 def test_cli_rejects_bad_override(tmp_path, capsys):

@@ -12,14 +12,15 @@ reads every candidate:
 
 pass@1 and pass@K per edit type tell where preference training can help at all: DPO shifts probability
 between answers the model already writes, so it can only fix an edit type whose pass@K (some sample is
-right) is well above its pass@1. Per pair the rejected answer is the greedy one when it fails (what is
-evaluated); `rejected_from="greedy-or-sample"` also takes the first failing sample of a pair whose greedy answer
-is clean (`Mining.rejected`).
+right) is well above its pass@1. Pairs whose one primary change is a move are also split by the move's axis
+("move left/right", "move up/down"): a model may see one axis and swap or miss the other. Per pair the
+rejected answer is the greedy one when it fails (what is evaluated); `rejected_from="greedy-or-sample"` also
+takes the first failing sample of a pair whose greedy answer is clean (`Mining.rejected`).
 """
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -34,6 +35,7 @@ MODES = records.ERROR_TYPES  # orientation, viewpoint, detail
 KINDS = ("clean", "rejected", "other", "off_topic", "empty")
 GREEDY = "greedy"
 REJECTED_FROM = ("greedy", "greedy-or-sample")  # where rejected answers come from (notebook 03's rejected_from)
+MOVE_AXES = {"move left/right": ("left", "right"), "move up/down": ("up", "down")}  # pass-rate row -> directions
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,15 @@ def sample_candidates(pairs: datasets.Dataset, model: str | Path, *, k: int, tem
     return out, stats
 
 
+def move_axis(changes: Sequence[Mapping]) -> str:
+    """The pass-rate row of a pair's move axis (a key of MOVE_AXES) when its one primary change is a move along
+    it, else "" (no move, or a move among other primary changes, whose failures may come from the others)."""
+    primary = [c for c in changes if c.get("primary", True)]
+    if len(primary) != 1 or primary[0].get("op") != "move":
+        return ""
+    return next((axis for axis, words in MOVE_AXES.items() if primary[0].get("direction") in words), "")
+
+
 @dataclass
 class Mining:
     """Every candidate of every pair with its verdict; the rejected pick and the pass rates derive from it."""
@@ -112,6 +123,7 @@ class Mining:
     candidates: dict[str, list[str]]  # id -> [greedy or the one candidate, sample 1, ..., sample K]
     verdicts: dict[str, list[Verdict]]
     n_samples: int  # K (0: one candidate per pair, as from the simulated teacher)
+    move_axes: dict[str, str] = field(default_factory=dict)  # id -> `move_axis` of its changes ("" or absent: none)
 
     def name(self, index: int) -> str:
         return GREEDY if index == 0 else f"sample {index}"
@@ -144,7 +156,9 @@ class Mining:
     def pass_rates(self) -> pd.DataFrame:
         """Per edit type (and "all"): pairs, greedy pass rate, pass@1 and pass@K over the K samples, where
         "pass" means no P0 error (`_p0` columns) or no error at all (`_correct` columns). pass@1 is the mean
-        share of passing samples (the unbiased estimate with n = K), pass@K the share of pairs with at least one."""
+        share of passing samples (the unbiased estimate with n = K), pass@K the share of pairs with at least one.
+        After the edit types' rows (after "move" when it is one), a row per move axis that has pairs ("move
+        left/right", "move up/down": the pairs whose one primary change is a move along it, `move_axis`)."""
         rows = []
         for pid in self.ids:
             verdicts = self.verdicts[pid]
@@ -157,10 +171,17 @@ class Mining:
                 row[f"pass@K_{tag}"] = float(any(passed)) if passed else float("nan")
             rows.append(row)
         frame = pd.DataFrame(rows)
+        axes = pd.Series([self.move_axes.get(pid, "") for pid in self.ids], index=frame.index)
         table = frame.groupby("edit_type").mean()
-        table.loc["all"] = frame.drop(columns="edit_type").mean()
-        table.insert(0, "pairs", frame.groupby("edit_type").size().reindex(table.index).fillna(len(frame)).astype(int))
-        table.loc["all", "pairs"] = len(frame)
+        table.insert(0, "pairs", frame.groupby("edit_type").size().astype(int))
+        by_axis = pd.DataFrame({axis: {"pairs": int((axes == axis).sum()),
+                                       **frame[axes == axis].drop(columns="edit_type").mean()}
+                                for axis in MOVE_AXES if (axes == axis).any()}).T
+        after = list(table.index).index("move") + 1 if "move" in table.index else len(table)
+        table = pd.concat([table.iloc[:after], by_axis, table.iloc[after:]])
+        table.loc["all"] = [len(frame), *frame.drop(columns="edit_type").mean()]
+        table["pairs"] = table["pairs"].astype(int)
+        table.index.name = "edit_type"
         return table
 
     def summary(self, rejected_from: str = "greedy") -> dict:
@@ -185,6 +206,7 @@ def mine(pairs: datasets.Dataset | Mapping[str, list], candidates: Mapping[str, 
         pairs = pairs.select_columns([c for c in ("id", "edit_type", "changes") if c in pairs.column_names]).to_dict()
     ids = list(pairs["id"])
     edit_types = dict(zip(ids, pairs.get("edit_type") or [""] * len(ids)))
+    move_axes = {pid: move_axis(changes) for pid, changes in zip(ids, pairs["changes"])}
     verdicts, lengths = {}, set()
     for pid, changes in zip(ids, pairs["changes"]):
         texts = list(candidates.get(pid, [""]))
@@ -193,12 +215,13 @@ def mine(pairs: datasets.Dataset | Mapping[str, list], candidates: Mapping[str, 
     if len(lengths) > 1:
         raise ValueError(f"every pair needs the same number of candidates, found {sorted(lengths)}")
     return Mining(ids, edit_types, {pid: list(candidates.get(pid, [""])) for pid in ids}, verdicts,
-                  n_samples=max(lengths, default=1) - 1)
+                  n_samples=max(lengths, default=1) - 1, move_axes=move_axes)
 
 
 def headroom_notes(table: pd.DataFrame, *, min_gap: float = 0.1) -> list[str]:
-    """One line per edit type on whether preference training has room there: pass@K well above pass@1
-    (by `min_gap`, on the no-P0 criterion) or not."""
+    """One line per row of `Mining.pass_rates` but "all" (each edit type, and each move axis: "move left/right",
+    "move up/down") on whether preference training has room there: pass@K well above pass@1 (by `min_gap`, on
+    the no-P0 criterion) or not."""
     notes = []
     for edit_type, row in table.drop(index="all", errors="ignore").iterrows():
         p1, pk = row["pass@1_p0"], row["pass@K_p0"]

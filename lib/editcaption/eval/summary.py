@@ -138,9 +138,14 @@ def compare_checkpoints(models: dict[str, str], pairs, *, batch_size: int = 16, 
     return Comparison(texts, scores, results, gain, swaps, comparison_table(results))
 
 
-def sft_stage_metrics(train_metrics: dict, train_seconds: float, comparison: Comparison, sft_model) -> dict:
+def sft_stage_metrics(train_metrics: dict, train_seconds: float, comparison: Comparison, sft_model,
+                      checkpoint_selection: dict | None = None) -> dict:
     """What notebook 02 writes to metrics.json: the trainer's metrics (without the log history), the wall time,
-    base and SFT summaries, the gain and the direction swaps, the SFT model's folder."""
-    return {"train": {k: v for k, v in train_metrics.items() if k != "log_history"},
-            "train_wall_seconds": train_seconds, "base": comparison.results["base"], "sft": comparison.results["SFT"],
-            "sft_gain": comparison.gain, "direction_swaps": comparison.swaps, "sft_model": str(sft_model)}
+    base and SFT summaries, the gain and the direction swaps, the SFT model's folder (what `paths.sft_model`
+    reads back) and, when given, how it was chosen (`train.sft.CheckpointSelection.metrics`)."""
+    metrics = {"train": {k: v for k, v in train_metrics.items() if k != "log_history"},
+               "train_wall_seconds": train_seconds, "base": comparison.results["base"], "sft": comparison.results["SFT"],
+               "sft_gain": comparison.gain, "direction_swaps": comparison.swaps, "sft_model": str(sft_model)}
+    if checkpoint_selection is not None:
+        metrics["checkpoint_selection"] = checkpoint_selection
+    return metrics

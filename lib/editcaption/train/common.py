@@ -77,11 +77,12 @@ def describe_batch(per_device_batch_size: int, n_processes: int, accumulation: i
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
-def last_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest complete `checkpoint-N` folder (its trainer_state.json, written last, parses); else None."""
+def saved_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """Every complete `checkpoint-N` folder the trainer saved (its trainer_state.json, written last, parses) as
+    (N, folder), by step; [] when there is none."""
     folder = Path(output_dir)
     if not folder.is_dir():
-        return None
+        return []
     found = []
     for child in folder.iterdir():
         match = _CHECKPOINT.match(child.name)
@@ -91,7 +92,13 @@ def last_checkpoint(output_dir: str | Path) -> Path | None:
             except (OSError, ValueError):
                 continue  # interrupted while saving
             found.append((int(match.group(1)), child))
-    return max(found)[1] if found else None
+    return sorted(found)
+
+
+def last_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest complete `checkpoint-N` folder (its trainer_state.json, written last, parses); else None."""
+    found = saved_checkpoints(output_dir)
+    return found[-1][1] if found else None
 
 
 def apply_pixel_budget(processor, min_pixels: int | None, max_pixels: int | None) -> None:

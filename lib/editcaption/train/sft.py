@@ -8,6 +8,11 @@ Trains with `SFTTrainer` (on prompt/completion rows TRL's loss covers the comple
 `save_steps`, resumes from the last complete checkpoint in `output_dir`, and writes `final/` (model or LoRA
 adapter + processor), `train_metrics.json`, `trainer_state.json` (log_history) and, when `max_length` drops
 samples, `dropped_samples.jsonl`.
+
+After training, notebook 02 chooses which model is "the SFT model" on validation data, never on the test split
+(`select_checkpoint`): every saved `checkpoint-<step>` and the final model write an instruction for every pair
+of notebook 01's targeted validation subsets, and the one with the lowest pooled P0 error rate wins (ties: the
+later step), so preference training starts from the SFT model that has the skill.
 """
 from __future__ import annotations
 
@@ -15,9 +20,14 @@ import io
 import copy
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+import pandas as pd
+
+from editcaption import paths
+from editcaption.eval import targeted
 from editcaption.prompts import build_sft_example
 from editcaption.records import RecordError, load_train_split
 from editcaption.train.common import (
@@ -28,6 +38,7 @@ from editcaption.train.common import (
     load_for_training,
     merge_lora,
     run_entry_point,
+    saved_checkpoints,
 )
 from editcaption.train.configs import CaptionSFTConfig, VisionModelConfig, world_size
 
@@ -36,6 +47,9 @@ TRL_COLUMNS = {"images", "prompt", "completion"}
 PAIR_COLUMNS = {"source_image", "target_image", "instruction"}
 DROPPED_FILE = "dropped_samples.jsonl"
 METRICS_FILE = "train_metrics.json"
+SELECTION_DIR = "checkpoint_selection"  # the candidates' validation generations (cached), merged LoRA checkpoints
+FINAL = "final"
+SELECTION_COLUMNS = ["checkpoint", "step", "n", "p0", "low", "high", "chosen"]
 
 
 def load_sft_dataset(path: str | Path):
@@ -223,6 +237,114 @@ def final_model_dir(output_dir: str | Path, *, merged_out: str | Path) -> Path:
     if not (final_dir / "config.json").exists():
         raise FileNotFoundError(f"{final_dir} holds neither a model nor a LoRA adapter")
     return final_dir
+
+
+def validation_subsets(override: str, run_name: str, output_root: str | Path = "outputs") -> dict:
+    """The targeted validation subsets for choosing the checkpoint: `override` when set (it must hold them), else
+    notebook 01's targeted/validation of the run; {} with a line saying why when the run has none (notebook 01
+    draws them only for synthetic pairs and n_targeted_validation > 0)."""
+    if override:
+        return targeted.load_subsets(paths.upstream(override, run_name, "01_dataset_construction",
+                                                    "targeted/validation", output_root))
+    folder = paths.stage_dir(run_name, "01_dataset_construction", output_root) / "targeted" / "validation"
+    if not folder.is_dir():
+        print(f"no targeted validation subsets ({folder} does not exist: notebook 01 draws them for synthetic pairs "
+              "with n_targeted_validation > 0)")
+        return {}
+    subsets = targeted.load_subsets(folder)
+    print(f"targeted validation subsets: {({mode: len(pairs) for mode, pairs in subsets.items()})}")
+    return subsets
+
+
+def checkpoint_models(output_dir: str | Path, final_model: str | Path, final_step: int, *,
+                      merged_out: str | Path) -> dict[str, tuple[int, Path]]:
+    """The candidates, label -> (step, full model folder), by step: every complete `checkpoint-<step>` the trainer
+    saved before the final step (a LoRA checkpoint merged into its base under merged_out/checkpoint-<step>), then
+    `final` at `final_step` (`final_model`, as `final_model_dir` gave it). A checkpoint at the final step holds the
+    final model's weights and is not scored twice; one past it (left by a longer earlier run) is no candidate."""
+    models = {}
+    for step, folder in saved_checkpoints(output_dir):
+        if step >= final_step:
+            continue
+        if (folder / "adapter_config.json").is_file():
+            folder = merge_lora(folder, Path(merged_out) / folder.name)
+        models[f"checkpoint-{step}"] = (step, Path(folder))
+    models[FINAL] = (int(final_step), Path(final_model))
+    return models
+
+
+def choose_checkpoint(table: pd.DataFrame) -> str:
+    """The label (`checkpoint`) of the row with the lowest pooled P0 rate (`p0`); on a tie the later `step`."""
+    if table.empty:
+        raise ValueError("no checkpoint was scored")
+    ranked = table.sort_values(["p0", "step"], ascending=[True, False], kind="stable")
+    return str(ranked.iloc[0]["checkpoint"])
+
+
+def selection_table(scores: Mapping[str, Mapping[str, pd.DataFrame]], steps: Mapping[str, int], *,
+                    seed: int = 0) -> pd.DataFrame:
+    """One row per candidate, by step: its pooled P0 error rate over every validation subset's pairs with the
+    95 % bootstrap interval (`targeted.pooled_rate`), and `chosen` (`choose_checkpoint`).
+    `scores`: label -> mode -> per-pair scores (`targeted.score_models`); `steps`: label -> training step."""
+    rows = [{"checkpoint": label, "step": int(steps[label]), **targeted.pooled_rate(by_mode, measure="p0", seed=seed)}
+            for label, by_mode in scores.items()]
+    table = pd.DataFrame(rows, columns=SELECTION_COLUMNS[:-1]).sort_values("step", kind="stable").reset_index(drop=True)
+    table["chosen"] = table["checkpoint"] == choose_checkpoint(table)
+    return table
+
+
+@dataclass
+class CheckpointSelection:
+    """Which model notebook 02 records as the SFT model, and why: the candidates' validation P0 rates (`table`,
+    empty when nothing was scored), the chosen label and model folder, and a sentence (`note`)."""
+
+    model: Path
+    chosen: str
+    chosen_step: int
+    note: str
+    table: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SELECTION_COLUMNS))
+    scores: dict = field(default_factory=dict)  # label -> mode -> per-pair scores
+
+    def metrics(self) -> dict:
+        """The `checkpoint_selection` entry of notebook 02's metrics.json."""
+        return {"criterion": "lowest pooled P0 error rate on the targeted validation subsets; ties: the later step",
+                "scored": not self.table.empty, "chosen": self.chosen, "chosen_step": self.chosen_step,
+                "model": str(self.model), "note": self.note,
+                "checkpoints": [{"checkpoint": r.checkpoint, "step": int(r.step), "n": int(r.n), "p0": float(r.p0),
+                                 "p0_ci": [float(r.low), float(r.high)], "chosen": bool(r.chosen)}
+                                for r in self.table.itertuples()]}
+
+
+def select_checkpoint(output_dir: str | Path, validation: Mapping, *, final_model: str | Path, final_step: int,
+                      enabled: bool = True, batch_size: int = 16, max_new_tokens: int = 48,
+                      seed: int = 0) -> CheckpointSelection:
+    """Choose the SFT model on the targeted validation subsets (never the test split): every saved checkpoint and
+    the final model (`checkpoint_models`) write an instruction for every validation pair (greedy, batched, cached
+    under output_dir/checkpoint_selection/<label>/), the rule judge scores them, and the lowest pooled P0 error
+    rate wins (ties: the later step). The final model is kept, with a note saying why, when `enabled` is False,
+    when there are no validation subsets, or when no checkpoint was saved before the final step."""
+    final = CheckpointSelection(Path(final_model), FINAL, int(final_step), "")
+    if not enabled:
+        final.note = "select_checkpoint is False: the final model is kept, unscored"
+    elif not validation:
+        final.note = ("no targeted validation subsets for this run: the final model is kept, unscored (notebook 01 "
+                      "draws them for synthetic pairs with n_targeted_validation > 0)")
+    if final.note:
+        print(final.note)
+        return final
+    candidates = checkpoint_models(output_dir, final_model, final_step, merged_out=Path(output_dir) / SELECTION_DIR / "merged")
+    steps = {label: step for label, (step, _) in candidates.items()}
+    scores = targeted.score_models({label: str(folder) for label, (_, folder) in candidates.items()}, validation,
+                                   Path(output_dir) / SELECTION_DIR, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    table = selection_table(scores, steps, seed=seed)
+    chosen = choose_checkpoint(table)
+    best = table[table["checkpoint"] == chosen].iloc[0]
+    note = (f"{len(table)} candidate(s) on {int(best.n)} validation pairs; chosen: {chosen} (step {int(best.step)}), "
+            f"pooled P0 {best.p0:.3f} [{best.low:.3f}, {best.high:.3f}]")
+    if len(table) == 1:
+        note += " (no checkpoint was saved before the final step: save_steps below max_steps adds candidates)"
+    print(note)
+    return CheckpointSelection(candidates[chosen][1], chosen, int(best.step), note, table, scores)
 
 
 def main(argv: list[str] | None = None) -> int:
