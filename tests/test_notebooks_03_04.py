@@ -43,8 +43,13 @@ def test_smoke_01_to_04_builds_preferences_trains_variants_and_scores(smoke_run)
         assert (prefs_stage / f"{figure}.png").exists(), figure
 
     dpo = json.loads((dpo_stage / "metrics.json").read_text())
-    assert dpo["variants"] == ["dpo", "hae"] and dpo["seeds"] == [0, 1]
-    assert set(dpo["runs"]) == {"dpo", "hae", "dpo_seed1", "hae_seed1"} and dpo["runs"]["hae_seed1"]["seed"] == 1
+    assert dpo["variants"] == ["dpo", "hae", "const", "nll_only"] and dpo["seeds"] == [0, 1]
+    assert set(dpo["runs"]) == {f"{v}{s}" for v in ("dpo", "hae", "const", "nll_only") for s in ("", "_seed1")}
+    assert dpo["runs"]["hae_seed1"]["seed"] == 1
+    # the controls: const trains with HAE-DPO's mean margin, nll_only without the preference term
+    assert dpo["train"]["const"]["constant_margin"] == pytest.approx(dpo["margins"]["mean"]["margin"], abs=1e-6)
+    assert dpo["train"]["nll_only"]["preference_term"] is False and dpo["train"]["dpo"]["preference_term"] is True
+    assert dpo["budget"]["reason"]  # why the sweep chose its setting
     sweep = {row["setting"]: row for row in dpo["sweep"]}
     assert set(sweep) == {"SFT", "lr0.0001_nll0", "lr0.0002_nll0"} and sum(row["chosen"] for row in sweep.values()) == 1
     assert (dpo_stage / "sweep" / "lr0.0002_nll0" / "final" / "config.json").exists()
@@ -69,7 +74,11 @@ def test_smoke_01_to_04_builds_preferences_trains_variants_and_scores(smoke_run)
     assert dpo["train"]["hae_seed1"]["config"]["learning_rate"] == dpo["budget"]["learning_rate"]  # every run at the chosen budget
     rates = {(r["model"], r["subset"], r["measure"]) for r in dpo["validation_rates"]}
     assert {(m, s, "p0") for m in ("SFT", "dpo", "hae") for s in (*MODES, "all")} <= rates
-    assert {(c["a"], c["b"]) for c in dpo["validation_comparisons"]} == {("SFT", "dpo"), ("SFT", "hae"), ("dpo", "hae")}
+    assert {(c["a"], c["b"]) for c in dpo["validation_comparisons"]} == {
+        ("SFT", "dpo"), ("SFT", "hae"), ("dpo", "hae"), ("SFT", "nll_only"), ("nll_only", "dpo"), ("dpo", "const"),
+        ("const", "hae")}
+    table2 = {(r["model"], r["subset"]) for r in dpo["validation_table2"]}
+    assert {(m, "all") for m in ("SFT", "dpo", "hae", "const", "nll_only")} <= table2
     assert "**dpo vs SFT**" in dpo["conclusion"] and "log p(chosen)" in dpo["conclusion"]
     for figure in ("sweep", "margin_distributions", "margin_terms", "hardness", "training_curves", "logged_margins",
                    "validation_rates"):

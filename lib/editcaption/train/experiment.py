@@ -289,9 +289,9 @@ def _trend(history: list[dict], key: str) -> tuple[float, float] | None:
 def conclusion(comparisons: pd.DataFrame, runs: Mapping[str, Mapping[str, Any]],
                kinds: pd.DataFrame | None = None) -> str:
     """Notebook 04's closing paragraph, drawn from its own numbers: what standard DPO and HAE-DPO did to the
-    Correct rate (when compared) and the P0 error rate on each targeted subset (paired 95 % intervals; "lower on no subset" where every interval
-    holds 0), which kind of P0 error moved (`targeted.error_kinds`: left out vs stated wrongly), and what the
-    training curves say about the chosen and rejected log-probabilities."""
+    Correct rate (when compared) and the P0 error rate on each targeted subset (paired 95 % intervals; "lower
+    on no subset" where every interval holds 0), which kind of P0 error moved (`targeted.error_kinds`: left out
+    vs stated wrongly), and what the training curves say about the chosen and rejected log-probabilities."""
     lines = []
     p0 = comparisons[comparisons["measure"] == "p0"]
     correct = comparisons[comparisons["measure"] == "correct"]
