@@ -65,7 +65,7 @@ def test_smoke_05_scores_our_models_and_an_external_file(upstream):
     assert "needs an LLM judge" in metrics["unscored_benchmarks"]["bm-bench"]
     assert metrics["benchmarks"]["hq-edit"]["load_report"]["sample"] == {"n": 4, "seed": 0}
     assert metrics["benchmarks"]["synthetic"]["n"] == 24 and metrics["benchmarks"]["bm-bench"]["n"] == 5
-    assert metrics["sources"] == ["gold", "base", "sft", "dpo", "hae"]
+    assert metrics["sources"] == ["gold", "base", "sft", "nll_only", "dpo", "const", "hae"]  # the smoke run trains both controls
     assert set(metrics["unavailable_sources"]) == {"st_only", "h_only"}
     ext = metrics["external"]["gold"]
     assert ext["used"] == {"synthetic": 22} and ext["missing"]["synthetic"]["n"] == 2
@@ -73,28 +73,39 @@ def test_smoke_05_scores_our_models_and_an_external_file(upstream):
     assert [p["line"] for p in ext["problem_lines"]] == [23, 24] and ext["not_covered"] == ["hq-edit", "bm-bench"]
 
     results = metrics["results"]["synthetic"]
-    assert set(results) == {"gold", "base", "sft", "dpo", "hae"}
+    assert set(results) == {"gold", "base", "sft", "nll_only", "dpo", "const", "hae"}
     assert results["gold"]["rule"]["n"] == 22 and results["gold"]["rule"]["S"] == pytest.approx(5.0)
-    for source in ("base", "sft", "dpo", "hae"):
+    for source in ("base", "sft", "nll_only", "dpo", "const", "hae"):
         s = results[source]["rule"]
         assert s["n"] == 24 and s["failures"] == 0 and s["S_ci"][0] <= s["S"] <= s["S_ci"][1]
         assert set(s["by_category"]) <= {"semantic", "stylistic", "structural"}
     tests = {(t["table"], t["a"], t["b"]): t for t in metrics["paired_tests"]}
     assert set(tests) == {("table3", "gold", "base"), ("table3", "base", "SFT"), ("table3", "SFT", "DPO"),
-                          ("table3", "DPO", "HAE-DPO"), ("table4", "SFT", "DPO"), ("table4", "DPO", "HAE-DPO")}
-    assert tests[("table3", "gold", "base")]["n"] == 22 and tests[("table4", "SFT", "DPO")]["n"] == 24
+                          ("table3", "DPO", "HAE-DPO"), ("table4", "SFT", "NLL only (control)"), ("table4", "NLL only (control)", "DPO"),
+                          ("table4", "DPO", "HAE-DPO"), ("table4", "HAE-DPO", "DPO, constant margin (control)")}
+    assert tests[("table3", "gold", "base")]["n"] == 22 and tests[("table4", "DPO", "HAE-DPO")]["n"] == 24
     assert metrics["agreement"] == [] and metrics["judges"] == ["rule"] and metrics["wall_seconds"] > 0
 
     targeted = metrics["targeted"]  # the per-mode subsets of notebook 01, every model, paired tests
     assert targeted["n"] == {"orientation": 8, "viewpoint": 8, "detail": 8}
-    models = ("base", "SFT", "dpo", "hae", "dpo_seed1", "hae_seed1")  # the shared run trains seeds 0 and 1
+    variants = ("dpo", "hae", "const", "nll_only")
+    models = ("base", "SFT", *variants, *(f"{v}_seed1" for v in variants))  # the shared run trains seeds 0 and 1
     assert set(targeted["models"]) == set(models)
     assert {(r["model"], r["subset"]) for r in targeted["rates"] if r["measure"] == "p0"} == {
         (m, s) for m in models for s in ("orientation", "viewpoint", "detail", "all")}
-    assert {(t["a"], t["b"]) for t in targeted["paired_tests"]} == {("base", "SFT"), ("SFT", "dpo"), ("SFT", "hae"),
-                                                                   ("dpo", "hae")}
+    compared = {("base", "SFT"), ("SFT", "dpo"), ("SFT", "hae"), ("dpo", "hae"), ("SFT", "nll_only"), ("nll_only", "dpo"),
+                ("dpo", "const"), ("const", "hae")}
+    assert {(t["a"], t["b"]) for t in targeted["paired_tests"]} == compared
     assert all(t["test"].startswith("McNemar") and 0 <= t["p_value"] <= 1 for t in targeted["paired_tests"])
-    assert {r["variant"] for r in targeted["seeded"]} == {"dpo", "hae"} and len(targeted["summary"]) == 16
+    assert {r["variant"] for r in targeted["seeded"]} == set(variants) and len(targeted["summary"]) == 4 * len(compared)
+    # table 2's measures per model and subset, over seeds, and compared pair by pair
+    assert {(r["model"], r["subset"]) for r in targeted["table2"]} == {
+        (m, s) for m in models for s in ("orientation", "viewpoint", "detail", "all")}
+    row = next(r for r in targeted["table2"] if r["model"] == "SFT" and r["subset"] == "all")
+    assert row["Correct"] + row["P0"] + row["P1"] + row["P2"] == pytest.approx(1.0) and row["Words"] > 0
+    assert {r["variant"] for r in targeted["table4"]} == set(variants) and all(r["seeds"] == 2 for r in targeted["table4"])
+    assert {r["measure"] for r in targeted["measure_tests"]} >= {"correct", "p0", "p1", "p2", "multi_clause", "unsupported"}
+    assert (stage / "table2_targeted.csv").exists() and (stage / "table4_targeted.csv").exists()
 
     for stem in ("table3", "table4"):
         long = pd.read_csv(stage / f"{stem}_long.csv")
@@ -103,7 +114,7 @@ def test_smoke_05_scores_our_models_and_an_external_file(upstream):
         for ext_name in ("csv", "md", "tex"):
             assert (stage / f"{stem}.{ext_name}").stat().st_size > 0
     table4 = pd.read_csv(stage / "table4.csv", index_col=0, dtype=str)
-    assert list(table4.index) == ["SFT", "DPO", "HAE-DPO"] and table4.loc["DPO", "Δ S"] == "+0.000"
+    assert list(table4.index) == ["SFT", "NLL only (control)", "DPO", "HAE-DPO", "DPO, constant margin (control)"] and table4.loc["DPO", "Δ S"] == "+0.000"
     assert re.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", table4.loc["SFT", "S"])
     for bench, n in (("synthetic", 24), ("bm-bench", 5), ("hq-edit", 4)):
         for source in ("base", "sft", "dpo", "hae"):

@@ -35,7 +35,7 @@ SOURCE_LABELS = {"base": "base", "sft": "SFT", "nll_only": "NLL only (control)",
                  "const": "DPO, constant margin (control)", "st_only": "+s·c only", "h_only": "+h only",
                  "hae": "HAE-DPO"}
 TABLE3_OURS = ("base", "sft", "dpo", "hae")  # the ablation-only variants go to table 4
-TABLE4_ROWS = ("sft", "nll_only", "dpo", "const", "st_only", "h_only", "hae")
+TABLE4_ROWS = ("sft", "nll_only", "dpo", "st_only", "h_only", "hae", "const")  # adjacent rows are tested
 METRICS = {"S": "composite", "Acc": "accuracy", "Comp": "completeness", "Clar": "clarity"}
 SCORE_COLUMNS = ("id", "category", "edit_type", "accuracy", "completeness", "clarity", "composite", "ok", "failure")
 RULE = "rule"
