@@ -80,9 +80,10 @@ def test_smoke_05_scores_our_models_and_an_external_file(upstream):
         assert s["n"] == 24 and s["failures"] == 0 and s["S_ci"][0] <= s["S"] <= s["S_ci"][1]
         assert set(s["by_category"]) <= {"semantic", "stylistic", "structural"}
     tests = {(t["table"], t["a"], t["b"]): t for t in metrics["paired_tests"]}
+    nll, const = "NLL only (control)", "DPO, constant margin (control)"
     assert set(tests) == {("table3", "gold", "base"), ("table3", "base", "SFT"), ("table3", "SFT", "DPO"),
-                          ("table3", "DPO", "HAE-DPO"), ("table4", "SFT", "NLL only (control)"), ("table4", "NLL only (control)", "DPO"),
-                          ("table4", "DPO", "HAE-DPO"), ("table4", "HAE-DPO", "DPO, constant margin (control)")}
+                          ("table3", "DPO", "HAE-DPO"), ("table4", "SFT", nll), ("table4", nll, "DPO"),
+                          ("table4", "DPO", "HAE-DPO"), ("table4", "HAE-DPO", const)}
     assert tests[("table3", "gold", "base")]["n"] == 22 and tests[("table4", "DPO", "HAE-DPO")]["n"] == 24
     assert metrics["agreement"] == [] and metrics["judges"] == ["rule"] and metrics["wall_seconds"] > 0
 
@@ -114,7 +115,7 @@ def test_smoke_05_scores_our_models_and_an_external_file(upstream):
         for ext_name in ("csv", "md", "tex"):
             assert (stage / f"{stem}.{ext_name}").stat().st_size > 0
     table4 = pd.read_csv(stage / "table4.csv", index_col=0, dtype=str)
-    assert list(table4.index) == ["SFT", "NLL only (control)", "DPO", "HAE-DPO", "DPO, constant margin (control)"] and table4.loc["DPO", "Δ S"] == "+0.000"
+    assert list(table4.index) == ["SFT", nll, "DPO", "HAE-DPO", const] and table4.loc["DPO", "Δ S"] == "+0.000"
     assert re.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", table4.loc["SFT", "S"])
     for bench, n in (("synthetic", 24), ("bm-bench", 5), ("hq-edit", 4)):
         for source in ("base", "sft", "dpo", "hae"):
