@@ -106,6 +106,15 @@ MOVE_CYAN = [make_change("move", "cyan circle", "position", direction="right")]
      "Move the red star to the left.", "Move the red star to the left, then flip the whole image horizontally."),
     ([make_change("color", "black circle", "color", "black", "red"), make_change("move", "red star", "position", direction="up")],
      "Recolor the black circle red.", "Recolor the black circle red and move the red star up."),
+    # a primary change missing from a text about the secondary one only goes first, the rest follows as "also"
+    # (the demo's SFT targets never join a primary clause after a secondary one)
+    ([make_change("mirror", "image", "orientation", direction="vertical"),
+      make_change("tone", "image", "brightness", "", "darker", "darker", primary=False)],
+     "Make the whole image darker.", "Flip the whole image vertically. Also, make the whole image darker."),
+    ([make_change("mirror", "image", "orientation", direction="vertical"),
+      make_change("tone", "image", "brightness", "", "darker", "darker", primary=False)],
+     "Zoom in toward the middle of the scene. Also, make the entire image darker.",
+     "Flip the whole image vertically. Also, make the entire image darker."),
 ])
 def test_corrections_delete_what_the_pair_does_not_show_and_append_in_the_targets_forms(changes, rejected, corrected):
     result = correction.SimulatedCorrector().correct(changes, rejected)

@@ -10,7 +10,9 @@ chosen and the rejected answer differ where the error is and nowhere else:
   missing direction or colour);
 - a change not described at all: a clause for it replaces the clause that misdescribed it, or is appended;
 - a change not described at all is joined on in the form the reference instructions use for its role (" and "
-  for a primary edit, ", then " for a view change, ". Also, " for a secondary one), never in a form of its own;
+  after another primary edit, ", then " for a view change after one, ". Also, " for a secondary change; a primary
+  change missing from a text that speaks only of secondary changes goes first, and the text follows as "also"),
+  never in a form of its own;
 - a clause about something no change touches (an edit that did not happen), a repeated clause, a no-op, or
   vague wording: the clause is deleted, as an annotator would, or a change's clause with vague words
   rewritten in its plain wording.
@@ -81,8 +83,10 @@ def _finish(text: str) -> str:
     text = re.sub(r"\s+", " ", text).strip()
     text = re.sub(r"\s+([,.;!?])", r"\1", text)
     text = re.sub(r"([,;])(\s*[,;.])+", r"\2", text)
-    text = re.sub(r"^(?:(?:and|then)\b[\s,]*)+", "", text, flags=re.IGNORECASE).strip(" ,;")
+    text = re.sub(r"^(?:(?:and|then|also|additionally)\b[\s,]*)+", "", text, flags=re.IGNORECASE).strip(" ,;")
     text = re.sub(r"(?:[\s,]*\b(?:and|then))+\s*([.!?]?)$", r"\1", text, flags=re.IGNORECASE).strip(" ,;")
+    sentences = re.split(r"(?<=[.!?])\s+", text)  # a sentence left with only a connective ("Also.") goes
+    text = " ".join(x for x in sentences if not re.fullmatch(r"(?i)(?:also|additionally|and|then)?\W*", x))
     if not text:
         return ""
     text = text[0].upper() + text[1:]
@@ -99,15 +103,32 @@ def _styled(replacement: str, original: str) -> str:
     return f"{lead}{replacement}{trail}"
 
 
-def _append_glues(change: Mapping[str, Any]) -> tuple[str, ...]:
-    """How a clause for a change left out is joined on, in the forms the reference instructions (the SFT targets)
-    use for its role (world.texts.render_reference_instruction): a primary edit with " and ", a view change
-    with ", then ", a secondary change as an "also" sentence."""
+_ALSO = (". Also, {}", ". Additionally, {}", ", and also {}")  # how the references add secondary changes
+
+
+def _joined(changes: Sequence[Mapping[str, Any]], k: int, views, text: str, option: str) -> Iterator[tuple[str, str]]:
+    """A clause for change k (left out) joined to `text` in the forms the reference instructions (the SFT targets)
+    use for its role (world.texts.render_reference_instruction): primary edits first, joined by " and ", view
+    changes after them with ", then ", secondary changes last in an "also" sentence. So a secondary change is
+    appended as "also"; a primary one is appended after the text's primary clauses, or, when the text speaks
+    only of secondary changes (or of nothing the pair has), it goes first and the text follows as "also"."""
+    body = text.rstrip().rstrip(".!?")
+    change = changes[k]
     if not change.get("primary", True):
-        return (". Also, {}", ". Additionally, {}", ", and also {}")
-    if change["op"] in VIEW_OPS:
-        return (", then {}",)
-    return (" and {}",)
+        for glue in _ALSO:
+            yield f"append '{option}'", body + glue.format(option) + "."
+        return
+    about_primary = any(changes[j].get("primary", True) for view in views if not view.keep for j in view.mentions)
+    if about_primary:
+        glue = ", then {}" if change["op"] in VIEW_OPS else " and {}"
+        yield f"append '{option}'", body + glue.format(option) + "."
+        return
+    rest = re.sub(r"^(?:(?:also|additionally|and|then)\b[\s,]*)+", "", body, flags=re.IGNORECASE)
+    if not rest:
+        yield f"write '{option}'", option + "."
+        return
+    for glue in _ALSO:
+        yield f"put '{option}' first", option + glue.format(rest[:1].lower() + rest[1:]) + "."
 
 
 class SimulatedCorrector:
@@ -182,8 +203,8 @@ class SimulatedCorrector:
                         yield f"rewrite '{text[view.start:view.end].strip()}' as '{option}'", replace(view, option)
             if not own:
                 for option in options:
-                    for glue in _append_glues(changes[k]):
-                        yield f"append '{option}'", text.rstrip().rstrip(".!?") + glue.format(option) + "."
+                    for label, joined in _joined(changes, k, views, text, option):
+                        yield label, joined
         if any(e["change_index"] is None for e in result["errors"]):  # unsupported, redundant or vague clauses
             for index, view in enumerate(views):
                 piece = text[view.start:view.end]
