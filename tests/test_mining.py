@@ -27,7 +27,8 @@ def test_every_candidate_is_judged_and_the_greedy_failure_is_rejected_first():
     assert mined.rejected("greedy-or-sample") == {"a": 0, "b": 2}
     assert mined.clean_alternatives() == {"a": [RIGHT], "b": [RIGHT], "c": [RIGHT], "d": []}
     assert [mined.pair_kind(p, "greedy") for p in "abcd"] == ["rejected", "clean", "clean", "off_topic"]
-    assert [mined.pair_kind(p) for p in "abcd"] == ["rejected", "rejected", "clean", "off_topic"]
+    assert [mined.pair_kind(p, "greedy-or-sample") for p in "abcd"] == ["rejected", "rejected", "clean", "off_topic"]
+    assert [mined.pair_kind(p) for p in "abcd"] == [mined.pair_kind(p, "greedy") for p in "abcd"]  # one default
     summary = mined.summary()
     assert summary["n_rejected"] == 1 and summary["rejected_from"] == {"greedy": 1}
     summary = mined.summary("greedy-or-sample")

@@ -461,3 +461,15 @@ def test_agreement_with_the_hand_labelled_set():
     assert (frame["label_severity"] == "").sum() >= 25 and result["clean_vs_error"] >= 0.98
     rows = set(frame["table6_row"])
     assert {1, 2, 3, 4, 5, 7} <= rows  # every row the judge can see without the images
+
+
+def test_a_broken_label_file_is_named(tmp_path):
+    from editcaption.eval import judge_agreement
+
+    bad = tmp_path / "labels.jsonl"
+    bad.write_text('{"id": "a", "changes": [], "instruction": "x", "type": "", "severity": ""}\n{broken\n')
+    with pytest.raises(RecordError, match=r"labels\.jsonl.*2"):
+        judge_agreement.load_labels(bad)
+    bad.write_text('{"id": "a", "instruction": "x"}\n')
+    with pytest.raises(RecordError, match="changes"):
+        judge_agreement.load_labels(bad)

@@ -21,9 +21,9 @@ from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from editcaption.data import correction
 from editcaption.world.texts import TEXTS
 
-_WORD = re.compile(r"[A-Za-z0-9]+")
 # How two clauses are joined, each as a pattern on the lower-cased text (checked in this order; a text can use
 # several). ", and " is the corrector's old append form; the SFT targets join with " and ", ", then ", ", and
 # also ", ". Also, " and ". Additionally, " (world.texts.render_reference_instruction).
@@ -47,7 +47,8 @@ _SPLIT = re.compile(r"[.;!?,:]+|\band\b|\bthen\b", flags=re.IGNORECASE)
 
 
 def words(text: str) -> int:
-    return len(_WORD.findall(text))
+    """Words in a text (the corrector's tokens, `correction.words`)."""
+    return len(correction.words(text))
 
 
 def edit_clauses(text: str) -> int:
@@ -55,7 +56,7 @@ def edit_clauses(text: str) -> int:
     "then" ...) is an edit verb ("Move the star left, then flip the image" -> 2; "keeping the rest" -> 0)."""
     count = 0
     for piece in _SPLIT.split(text):
-        tokens = [t.lower() for t in _WORD.findall(piece)]
+        tokens = correction.words(piece)
         tokens = [t for t in tokens if t not in _CONNECTIVES][:1]
         count += bool(tokens) and tokens[0] in EDIT_VERBS
     return count

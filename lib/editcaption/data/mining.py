@@ -146,8 +146,11 @@ class Mining:
         return {pid: list(dict.fromkeys(t for t, v in zip(self.candidates[pid], self.verdicts[pid])
                                         if v.kind == "clean")) for pid in self.ids}
 
-    def pair_kind(self, pid: str, rejected_from: str = "greedy-or-sample") -> str:
-        """One kind per pair: rejected if a candidate it may take fails with a mode, else the best other kind."""
+    def pair_kind(self, pid: str, rejected_from: str = "greedy") -> str:
+        """One kind per pair: rejected if a candidate `rejected_from` may take fails with a mode (as `rejected`),
+        else the best other kind."""
+        if rejected_from not in REJECTED_FROM:
+            raise ValueError(f"rejected_from must be one of {REJECTED_FROM}, got {rejected_from!r}")
         kinds = {v.kind for v in self.verdicts[pid]}
         if rejected_from == "greedy" and self.verdicts[pid][0].kind != "rejected":
             kinds.discard("rejected")

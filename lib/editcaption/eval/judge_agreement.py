@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from editcaption.eval.human import cohen_kappa
+from editcaption.records import RecordError
 from editcaption.world.rule_judge import RuleJudge
 
 LABELS_PATH = Path(__file__).resolve().parent.parent / "assets" / "judge_labels.jsonl"
@@ -33,12 +34,18 @@ def load_labels(path: str | Path = LABELS_PATH) -> list[dict]:
     rows = []
     with Path(path).open(encoding="utf-8") as lines:
         for line_no, line in enumerate(lines, start=1):
-            if line.strip():
+            if not line.strip():
+                continue
+            try:
                 row = json.loads(line)
-                missing = {"id", "changes", "instruction", "type", "severity"} - set(row)
-                if missing:
-                    raise ValueError(f"{path}, line {line_no}: missing field(s) {sorted(missing)}")
-                rows.append(row)
+            except json.JSONDecodeError as exc:
+                raise RecordError(f"not JSON ({exc.msg})", file=path, row=line_no) from None
+            if not isinstance(row, dict):
+                raise RecordError("expected a JSON object", file=path, row=line_no)
+            missing = sorted({"id", "changes", "instruction", "type", "severity"} - set(row))
+            if missing:
+                raise RecordError("missing field", file=path, row=line_no, field=", ".join(missing))
+            rows.append(row)
     return rows
 
 
